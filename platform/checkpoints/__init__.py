@@ -1,0 +1,1 @@
+"""Reading reference mmdetection checkpoints and the platform's own checkpoint format."""

@@ -1,0 +1,1 @@
+"""The ``sparse-rcnn`` command line."""

@@ -1,0 +1,1 @@
+"""COCO-format data: categories, image decoding, transforms, datasets and samplers."""

@@ -1,0 +1,1 @@
+"""Training and inference loops (single process; distribution is applied from outside)."""
