@@ -23,7 +23,11 @@ PIXEL_STD = (58.395, 57.12, 57.375)
 class ImageMeta:
     """Where an input tensor came from: what post-processing needs to map boxes back.
 
-    ``scale_factor`` is ``(w_scale, h_scale) = (new_w / orig_w, new_h / orig_h)``.
+    ``scale_factor`` is ``(w_scale, h_scale) = (new_w / orig_w, new_h / orig_h)``. Every
+    pipeline is, per axis, an affine map from the file's pixels to the transformed image's:
+    ``u = scale * p + offset`` (``offset`` is ``(x, y)`` in transformed pixels, non-zero only
+    after a crop), followed by ``x -> size[1] - u`` when ``flipped``. For a cropped image
+    ``scale_factor`` is the product of both resizes (mmdetection keeps only the last one).
     """
 
     image_id: int
@@ -31,6 +35,7 @@ class ImageMeta:
     size: tuple[int, int]  # (H, W) after resize/crop, before batch padding
     scale_factor: tuple[float, float]
     flipped: bool = False
+    offset: tuple[float, float] = (0.0, 0.0)
 
 
 def rescale_size(height: int, width: int, scale: tuple[int, int]) -> tuple[int, int]:
@@ -57,7 +62,11 @@ def resize_image(image: Tensor, size: tuple[int, int]) -> Tensor:
     return out
 
 
-def normalize(image: Tensor, mean=PIXEL_MEAN, std=PIXEL_STD) -> Tensor:
+def normalize(
+    image: Tensor,
+    mean: tuple[float, float, float] = PIXEL_MEAN,
+    std: tuple[float, float, float] = PIXEL_STD,
+) -> Tensor:
     """``(3, H, W)`` RGB 0..255 -> float32 ``(x - mean) / std`` per channel."""
     m = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
     s = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
@@ -96,13 +105,15 @@ def pad_batch(images: list[Tensor], size_divisor: int = 32) -> tuple[Tensor, Ten
 
 def boxes_to_original(boxes: Tensor, meta: ImageMeta, clip: bool = False) -> Tensor:
     """Map ``(N, 4)`` xyxy boxes in the transformed image back to the original file's pixels:
-    undo a horizontal flip, divide by the scale factors; optionally clip to the image."""
+    undo a horizontal flip, subtract the crop offset, divide by the scale factors (the inverse
+    of the map described in :class:`ImageMeta`); optionally clip to the image."""
     out = boxes.clone()
     if meta.flipped:
         w = meta.size[1]
         out[:, 0], out[:, 2] = w - boxes[:, 2], w - boxes[:, 0]
+    ox, oy = meta.offset
     ws, hs = meta.scale_factor
-    out = out / out.new_tensor([ws, hs, ws, hs])
+    out = (out - out.new_tensor([ox, oy, ox, oy])) / out.new_tensor([ws, hs, ws, hs])
     if clip:
         h, w = meta.orig_size
         out[:, 0::2] = out[:, 0::2].clamp(0, w)
