@@ -107,7 +107,7 @@ PRESETS: dict[str, ModelConfig] = {
         num_heads=4,
         ffn_dim=256,
         dynamic_channels=16,
-        test_scale=(512, 320),
+        test_scale=(533, 320),  # the reference sizes x 0.4 (InputSizes.scaled(0.4))
     ),
 }
 

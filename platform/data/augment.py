@@ -23,6 +23,7 @@ image's augmentation is the same whatever the worker count, the data order or it
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -40,6 +41,42 @@ CROP_PRE_SCALES: tuple[Scale, ...] = ((1333, 400), (1333, 500), (1333, 600))
 CROP_SIZE_RANGE: tuple[int, int] = (384, 600)
 FLIP_PROB = 0.5
 CROP_BRANCH_PROB = 0.5
+
+
+@dataclass(frozen=True)
+class InputSizes:
+    """The pixel sizes a pipeline uses; the defaults are the reference configs'.
+
+    :meth:`scaled` shrinks every size by one ratio, so a CPU-sized configuration (the ``tiny``
+    preset) keeps the reference's proportions: same number of multi-scale steps, crop range
+    and pre-crop scales relative to the image.
+    """
+
+    single: Scale = SINGLE_SCALE
+    multiscale: tuple[Scale, ...] = MULTISCALE_SCALES
+    crop_pre: tuple[Scale, ...] = CROP_PRE_SCALES
+    crop_range: tuple[int, int] = CROP_SIZE_RANGE
+
+    @classmethod
+    def scaled(cls, ratio: float) -> InputSizes:
+        if not 0 < ratio <= 4:
+            raise ValueError(f"input size ratio must be in (0, 4], got {ratio}")
+
+        def r(v: int) -> int:
+            return max(1, int(v * ratio + 0.5))
+
+        def rs(scale: Scale) -> Scale:
+            return (r(scale[0]), r(scale[1]))
+
+        return cls(
+            single=rs(SINGLE_SCALE),
+            multiscale=tuple(rs(s) for s in MULTISCALE_SCALES),
+            crop_pre=tuple(rs(s) for s in CROP_PRE_SCALES),
+            crop_range=(r(CROP_SIZE_RANGE[0]), r(CROP_SIZE_RANGE[1])),
+        )
+
+
+DEFAULT_SIZES = InputSizes()
 
 
 class Augmented(NamedTuple):
@@ -185,31 +222,46 @@ def _choice(rng: np.random.Generator, scales: tuple[Scale, ...]) -> Scale:
 
 
 def single_scale(
-    image: Tensor, boxes: Tensor, labels: Tensor, rng: np.random.Generator, image_id: int
+    image: Tensor,
+    boxes: Tensor,
+    labels: Tensor,
+    rng: np.random.Generator,
+    image_id: int,
+    sizes: InputSizes = DEFAULT_SIZES,
 ) -> Augmented:
     """1x: Resize (1333, 800) keep-ratio, RandomFlip 0.5, Normalize."""
     work = _start(image, boxes, labels)
     orig = work.size
-    work.resize(SINGLE_SCALE)
+    work.resize(sizes.single)
     if rng.random() < FLIP_PROB:
         work.flip()
     return work.finish(image_id, orig)
 
 
 def multiscale(
-    image: Tensor, boxes: Tensor, labels: Tensor, rng: np.random.Generator, image_id: int
+    image: Tensor,
+    boxes: Tensor,
+    labels: Tensor,
+    rng: np.random.Generator,
+    image_id: int,
+    sizes: InputSizes = DEFAULT_SIZES,
 ) -> Augmented:
     """3x: Resize to one of :data:`MULTISCALE_SCALES` keep-ratio, RandomFlip 0.5, Normalize."""
     work = _start(image, boxes, labels)
     orig = work.size
-    work.resize(_choice(rng, MULTISCALE_SCALES))
+    work.resize(_choice(rng, sizes.multiscale))
     if rng.random() < FLIP_PROB:
         work.flip()
     return work.finish(image_id, orig)
 
 
 def crop_multiscale(
-    image: Tensor, boxes: Tensor, labels: Tensor, rng: np.random.Generator, image_id: int
+    image: Tensor,
+    boxes: Tensor,
+    labels: Tensor,
+    rng: np.random.Generator,
+    image_id: int,
+    sizes: InputSizes = DEFAULT_SIZES,
 ) -> Augmented:
     """300-proposal crop policy: RandomFlip 0.5; then, each with probability 1/2, either the
     multi-scale resize, or resize to one of :data:`CROP_PRE_SCALES`, random crop
@@ -219,20 +271,25 @@ def crop_multiscale(
     if rng.random() < FLIP_PROB:
         work.flip()
     if rng.random() < CROP_BRANCH_PROB:
-        work.resize(_choice(rng, CROP_PRE_SCALES))
-        work.crop(*crop_window(work.size, rng))
-    work.resize(_choice(rng, MULTISCALE_SCALES))
+        work.resize(_choice(rng, sizes.crop_pre))
+        work.crop(*crop_window(work.size, rng, sizes.crop_range))
+    work.resize(_choice(rng, sizes.multiscale))
     return work.finish(image_id, orig)
 
 
 def inference(
-    image: Tensor, boxes: Tensor, labels: Tensor, rng: np.random.Generator | None, image_id: int
+    image: Tensor,
+    boxes: Tensor,
+    labels: Tensor,
+    rng: np.random.Generator | None,
+    image_id: int,
+    sizes: InputSizes = DEFAULT_SIZES,
 ) -> Augmented:
     """Test: Resize (1333, 800) keep-ratio, Normalize; ``rng`` is not used. Same image and meta
     as :func:`~sparse_rcnn.platform.data.transforms.test_transform`, plus the boxes."""
     work = _start(image, boxes, labels)
     orig = work.size
-    work.resize(SINGLE_SCALE)
+    work.resize(sizes.single)
     return work.finish(image_id, orig)
 
 
@@ -244,9 +301,11 @@ PIPELINES: dict[str, Pipeline] = {
 }
 
 
-def get_pipeline(name: str) -> Pipeline:
-    """The pipeline called ``name``; an unknown name raises ``ValueError`` listing the choices."""
+def get_pipeline(name: str, sizes: InputSizes | None = None) -> Pipeline:
+    """The pipeline called ``name`` (with ``sizes`` instead of the reference sizes, if given);
+    an unknown name raises ``ValueError`` listing the choices."""
     try:
-        return PIPELINES[name]
+        pipeline = PIPELINES[name]
     except KeyError:
         raise ValueError(f"unknown pipeline {name!r}; choose one of {sorted(PIPELINES)}") from None
+    return pipeline if sizes is None else functools.partial(pipeline, sizes=sizes)

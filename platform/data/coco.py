@@ -37,7 +37,7 @@ from pycocotools.coco import COCO
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from .augment import Pipeline, get_pipeline, sample_rng
+from .augment import InputSizes, Pipeline, get_pipeline, sample_rng
 from .categories import CategoryMap
 from .image_io import ImageDecodeError, load_image, read_image_bytes
 from .transforms import ImageMeta
@@ -248,6 +248,7 @@ class CocoDetection(Dataset):
         *,
         train: bool,
         pipeline: str | Pipeline | None = None,
+        input_sizes: InputSizes | None = None,
         aug_seed: int = 0,
         filter_empty_gt: bool = True,
         min_size: int = 32,
@@ -260,7 +261,9 @@ class CocoDetection(Dataset):
             raise ValueError("skip_bad_images applies to training only")
         if pipeline is None:
             pipeline = "single_scale" if train else "test"
-        self.pipeline: Pipeline = get_pipeline(pipeline) if isinstance(pipeline, str) else pipeline
+        self.pipeline: Pipeline = (
+            get_pipeline(pipeline, input_sizes) if isinstance(pipeline, str) else pipeline
+        )
         self.ann_file = str(ann_file)
         self.train = train
         self.aug_seed = aug_seed

@@ -186,3 +186,26 @@ def test_bad_input_shapes_are_named():
         A.single_scale(
             torch.zeros(3, 6, 8), torch.zeros(2, 4), NO_LABELS, np.random.default_rng(0), 1
         )
+
+
+def test_scaled_input_sizes_keep_the_reference_proportions():
+    sizes = A.InputSizes.scaled(0.4)
+    assert sizes.single == (533, 320)
+    assert [s for _, s in sizes.multiscale] == [192, 205, 218, 230, 243, 256, 269, 282, 294, 307,
+                                                320]  # fmt: skip
+    assert sizes.crop_pre == ((533, 160), (533, 200), (533, 240))
+    assert sizes.crop_range == (154, 240)
+    assert A.InputSizes.scaled(1.0) == A.InputSizes()
+    with pytest.raises(ValueError, match="ratio"):
+        A.InputSizes.scaled(0)
+    image = torch.zeros(3, 480, 640, dtype=torch.uint8)
+    boxes, labels = torch.tensor([[10.0, 10.0, 100.0, 100.0]]), torch.tensor([0])
+    pipeline = A.get_pipeline("multiscale", sizes)
+    shorts = {
+        min(pipeline(image, boxes, labels, A.sample_rng(0, 0, i), i).image.shape[-2:])
+        for i in range(60)
+    }
+    assert shorts <= {s for _, s in sizes.multiscale} and len(shorts) > 5
+    out = A.get_pipeline("test", sizes)(image, boxes, labels, None, 1)
+    assert tuple(out.image.shape[-2:]) == (320, 427)
+    torch.testing.assert_close(out.boxes, boxes * torch.tensor([427 / 640, 320 / 480] * 2))
