@@ -12,11 +12,17 @@ import torch
 from tqdm import tqdm
 
 from sparse_rcnn.models.box_ops import xyxy_to_xywh
+from sparse_rcnn.models.config import ModelConfig
 from sparse_rcnn.models.detector import SparseRCNN
-from sparse_rcnn.models.postprocess import PostProcess
+from sparse_rcnn.models.postprocess import ImageDetections, PostProcess
 from sparse_rcnn.platform.data.categories import CategoryMap
 from sparse_rcnn.platform.data.image_io import load_image
-from sparse_rcnn.platform.data.transforms import boxes_to_original, pad_batch, test_transform
+from sparse_rcnn.platform.data.transforms import (
+    ImageMeta,
+    boxes_to_original,
+    pad_batch,
+    test_transform,
+)
 from sparse_rcnn.platform.evaluation.detections import Detections
 
 
@@ -38,6 +44,27 @@ def image_ids_for(paths: list[Path], file_name_to_id: dict[str, int] | None = No
     if len(set(ids)) != len(ids):
         raise ValueError("image ids are not unique; pass --ann to map file names to ids")
     return ids
+
+
+def to_detections(
+    dets: list[ImageDetections], metas: list[ImageMeta] | tuple[ImageMeta, ...],
+    category_ids: np.ndarray, cfg: ModelConfig,
+) -> Detections:  # fmt: skip
+    """Post-processed detections of a batch (input frame, contiguous labels) -> COCO results:
+    boxes mapped back to each file's pixels (clipped if ``cfg.clip_boxes``), xywh, category ids
+    from ``category_ids[label]``."""
+    parts = []
+    for meta, det in zip(metas, dets, strict=True):
+        boxes = boxes_to_original(det.boxes.float().cpu(), meta, clip=cfg.clip_boxes)
+        parts.append(
+            Detections(
+                image_id=np.full(len(det.scores), meta.image_id, dtype=np.int64),
+                category_id=category_ids[det.labels.cpu().numpy()],
+                score=det.scores.float().cpu().numpy(),
+                bbox=xyxy_to_xywh(boxes).double().numpy(),
+            )
+        )
+    return Detections.concat(parts)
 
 
 def _batches(items: list, size: int) -> Iterator[list]:
@@ -77,15 +104,6 @@ def predict_files(
                 *(test_transform(load_image(p), i, cfg.test_scale) for p, i in batch), strict=True
             )
             x, sizes = pad_batch(list(images), cfg.size_divisor)
-            for meta, det in zip(metas, post(model(x.to(device), sizes)), strict=True):
-                boxes = boxes_to_original(det.boxes.float().cpu(), meta, clip=cfg.clip_boxes)
-                parts.append(
-                    Detections(
-                        image_id=np.full(len(det.scores), meta.image_id, dtype=np.int64),
-                        category_id=cat_ids[det.labels.cpu().numpy()],
-                        score=det.scores.float().cpu().numpy(),
-                        bbox=xyxy_to_xywh(boxes).double().numpy(),
-                    )
-                )
+            parts.append(to_detections(post(model(x.to(device), sizes)), metas, cat_ids, cfg))
             bar.update(len(batch))
     return Detections.concat(parts)

@@ -1,0 +1,242 @@
+"""The training run of one job on one rank: build everything from the spec, resume from the
+latest checkpoint, train epoch by epoch, evaluate, checkpoint.
+
+Plain single-process code: distribution comes from outside (an initialised process group read
+through :class:`DistContext`), checkpoint storage through a :class:`Reporter`, tracking through
+a :class:`MetricsLogger` (rank 0 only).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from sparse_rcnn.models.criterion import SetCriterion, Target
+from sparse_rcnn.models.detector import SparseRCNN
+from sparse_rcnn.platform.checkpoints.native import load_backbone_weights, load_model
+from sparse_rcnn.platform.data.augment import InputSizes
+from sparse_rcnn.platform.data.coco import CocoDetection
+from sparse_rcnn.platform.data.loader import build_train_loader
+from sparse_rcnn.platform.data.prepare import DatasetPaths
+from sparse_rcnn.platform.engine import faults
+from sparse_rcnn.platform.engine.distributed import DistContext
+from sparse_rcnn.platform.engine.evaluate import evaluate_dataset
+from sparse_rcnn.platform.engine.schedule import lr_factor
+from sparse_rcnn.platform.engine.train_step import train_step
+from sparse_rcnn.platform.evaluation.detections import Detections
+from sparse_rcnn.platform.spec.job import JobSpec
+
+log = logging.getLogger(__name__)
+
+
+class Reporter(Protocol):
+    """Where checkpoints go and come back from (Ray Train, or a local folder)."""
+
+    def latest_checkpoint(self) -> dict[str, Any] | None: ...
+
+    def report(self, metrics: dict[str, float], checkpoint: dict[str, Any] | None) -> None:
+        """Called on every rank at every epoch end; ``checkpoint`` only from rank 0."""
+
+
+class MetricsLogger(Protocol):
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None: ...
+
+    def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None: ...
+
+    def log_detections(self, dets: Detections, epoch: int) -> None: ...
+
+
+class NullLogger:
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        pass
+
+    def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        pass
+
+    def log_detections(self, dets: Detections, epoch: int) -> None:
+        pass
+
+
+@dataclass
+class RunResult:
+    epochs_done: int
+    iterations: int
+    metrics: dict[str, float]  # the last evaluation's box metrics (rank 0), "AP" etc.
+    resumed_from_epoch: int | None
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def build_model(spec: JobSpec) -> SparseRCNN:
+    """The detector of ``spec`` initialised from the init seed (identical on every rank), then
+    from ImageNet backbone weights or a detector checkpoint when the spec names them."""
+    cfg = spec.model.resolve().replace(
+        test_scale=InputSizes.scaled(spec.dataset.input_ratio).single
+    )
+    torch.manual_seed(spec.seeds.resolved()["init"])
+    if spec.model.init_checkpoint:
+        model, _ = load_model(spec.model.init_checkpoint, expect=cfg)
+        return model
+    model = SparseRCNN(cfg)
+    if spec.model.backbone_weights:
+        load_backbone_weights(model.backbone, spec.model.backbone_weights)
+    return model
+
+
+def build_datasets(spec: JobSpec, paths: DatasetPaths) -> tuple[CocoDetection, CocoDetection]:
+    d = spec.dataset
+    sizes = InputSizes.scaled(d.input_ratio)
+    train = CocoDetection(
+        paths.train_ann, paths.train_images, train=True, pipeline=d.pipeline, input_sizes=sizes,
+        aug_seed=spec.seeds.resolved()["augmentation"], filter_empty_gt=d.filter_empty_gt,
+        min_size=d.min_size, skip_bad_images=d.skip_bad_images,
+    )  # fmt: skip
+    val = CocoDetection(paths.val_ann, paths.val_images, train=False, input_sizes=sizes)
+    return train, val
+
+
+def _rng_state() -> dict[str, Any]:
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state()[1].tolist(),
+        "python": random.getstate()[1],
+    }
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np_state = np.random.get_state()
+    np.random.set_state((np_state[0], np.asarray(state["numpy"], dtype=np.uint32), *np_state[2:]))
+    py = random.getstate()
+    random.setstate((py[0], tuple(state["python"]), py[2]))
+
+
+def run_training(
+    spec: JobSpec,
+    paths: DatasetPaths,
+    reporter: Reporter,
+    logger: MetricsLogger | None = None,
+    dist: DistContext | None = None,
+) -> RunResult:
+    """Train ``spec`` on this rank. Every rank calls this with the same arguments (the logger
+    only matters on rank 0). Resumes from ``reporter.latest_checkpoint()`` when there is one:
+    model, optimizer, iteration, epoch and RNG state continue where they stopped."""
+    dist = dist or DistContext.current()
+    logger = logger if (logger is not None and dist.is_main) else NullLogger()
+    seeds = spec.seeds.resolved()
+    if spec.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    seed_everything(seeds["init"])
+    model = build_model(spec).to(dist.device)
+    train_ds, val_ds = build_datasets(spec, paths)
+    loader = build_train_loader(
+        train_ds, spec.batch_size_per_worker, data_seed=seeds["data_order"], rank=dist.rank,
+        world_size=dist.world_size, num_workers=spec.dataset.loader_workers,
+        size_divisor=model.cfg.size_divisor,
+    )  # fmt: skip
+    criterion = SetCriterion(model.cfg)
+    opt_spec = spec.optimizer
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        params, lr=opt_spec.lr, betas=opt_spec.betas, eps=opt_spec.eps,
+        weight_decay=opt_spec.weight_decay,
+    )  # fmt: skip
+
+    start_epoch, iteration, resumed_from = 0, 0, None
+    ckpt = reporter.latest_checkpoint()
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        start_epoch, iteration = int(ckpt["epoch"]) + 1, int(ckpt["iteration"])
+        _set_rng_state(ckpt["rng"])
+        resumed_from = int(ckpt["epoch"])
+        log.info(
+            "rank %d resumed after epoch %d (iteration %d)", dist.rank, resumed_from, iteration
+        )
+    ddp = DistributedDataParallel(model) if dist.distributed else model
+    ddp.train()
+
+    sched = spec.schedule
+    metrics: dict[str, float] = dict(ckpt.get("metrics", {})) if ckpt else {}
+    for epoch in range(start_epoch, sched.epochs):
+        loader.batch_sampler.set_epoch(epoch)
+        window_start, window_images = time.perf_counter(), 0
+        for batch in loader:
+            faults.maybe_fail(epoch, iteration)
+            lr = opt_spec.lr * lr_factor(
+                iteration, epoch, sched.lr_steps, sched.gamma, sched.warmup_iters,
+                sched.warmup_ratio,
+            )  # fmt: skip
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            targets = [Target(t["boxes"].to(dist.device), t["labels"].to(dist.device))
+                       for t in batch.targets]  # fmt: skip
+            result = train_step(
+                ddp, criterion, optimizer, batch.images.to(dist.device), batch.image_sizes,
+                targets, dist, opt_spec.clip_grad_norm, spec.precision, iteration,
+            )  # fmt: skip
+            iteration += 1
+            window_images += len(batch.targets) * dist.world_size
+            if iteration % spec.mlflow.log_interval == 0:
+                elapsed = time.perf_counter() - window_start
+                logger.log_metrics(
+                    {
+                        "train/loss": result.loss,
+                        **{f"train/{k}": v for k, v in result.terms.items()},
+                        "train/lr": lr,
+                        "train/grad_norm": result.grad_norm,
+                        "train/images_per_s": window_images / max(elapsed, 1e-9),
+                        "train/epoch": epoch,
+                        **_memory_metrics(dist.device),
+                    },
+                    step=iteration,
+                )
+                window_start, window_images = time.perf_counter(), 0
+
+        epoch_metrics: dict[str, float] = {"epoch": epoch, "iteration": iteration}
+        last = epoch == sched.epochs - 1
+        if (spec.eval_interval and (epoch + 1) % spec.eval_interval == 0) or last:
+            out = evaluate_dataset(model, val_ds, dist, spec.precision)
+            if out is not None:
+                result_eval, dets = out
+                metrics = dict(result_eval.stats)
+                logger.log_epoch(epoch + 1, metrics)
+                if last:
+                    logger.log_detections(dets, epoch + 1)
+            metrics = dist.broadcast(metrics)
+        epoch_metrics.update(metrics)
+        checkpoint = None
+        if dist.is_main and ((epoch + 1) % spec.checkpoint_interval == 0 or last):
+            checkpoint = {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "epoch": epoch,
+                "iteration": iteration,
+                "rng": _rng_state(),
+                "metrics": metrics,
+                "model_config": model.cfg.to_dict(),
+            }
+        reporter.report(epoch_metrics, checkpoint)
+    return RunResult(sched.epochs - start_epoch, iteration, metrics, resumed_from)
+
+
+def _memory_metrics(device: torch.device) -> dict[str, float]:
+    if device.type == "cuda":
+        return {"train/memory_gb": torch.cuda.max_memory_allocated(device) / 2**30}
+    try:
+        import resource
+
+        return {"train/max_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+    except ImportError:  # not on POSIX
+        return {}

@@ -1,0 +1,1 @@
+"""Job specs: YAML files validated once at load into frozen pydantic models."""

@@ -1,0 +1,197 @@
+"""The job spec: everything a training run needs, validated once at load.
+
+A spec is flat YAML (sections below), with at most one level of ``extends: other.yaml``
+(relative to the file). Unknown keys, wrong types and impossible values fail with the field path
+and the allowed values. Defaults are the mmdetection ``sparse_rcnn_r50_fpn_1x_coco`` recipe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from sparse_rcnn.models.config import PRESETS, ModelConfig
+
+PIPELINES = ("single_scale", "multiscale", "crop_multiscale")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSpec(_Section):
+    preset: str = Field("r50_fpn_1x", description=f"one of {sorted(PRESETS)}")
+    overrides: dict[str, Any] = Field(
+        default_factory=dict, description="ModelConfig fields replacing the preset's values"
+    )
+    backbone_weights: str | None = Field(
+        None, description="local path of torchvision ImageNet ResNet weights (.pth)"
+    )
+    init_checkpoint: str | None = Field(
+        None, description="start from these detector weights (ours or mmdetection's)"
+    )
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, v: str) -> str:
+        if v not in PRESETS:
+            raise ValueError(f"unknown preset {v!r}; allowed: {sorted(PRESETS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _valid_overrides(self) -> ModelSpec:
+        self.resolve()  # raises with the field name
+        return self
+
+    def resolve(self) -> ModelConfig:
+        try:
+            return PRESETS[self.preset].replace(**_tuples(self.overrides))
+        except TypeError as e:
+            raise ValueError(f"overrides: {e}") from None
+
+
+def _tuples(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+
+
+class SyntheticSpec(_Section):
+    images: int = Field(200, ge=2, description="number of images (train + val)")
+    seed: int = Field(0, ge=0)
+    val_fraction: float = Field(0.2, gt=0, lt=1)
+    min_size: int = Field(320, ge=64, description="smallest long side, px")
+    max_size: int = Field(480, ge=64, description="largest long side, px")
+
+
+class DatasetSpec(_Section):
+    kind: Literal["coco", "synthetic"] = "coco"
+    train_ann: str | None = Field(None, description="COCO annotation JSON (path or URI)")
+    train_images: str | None = Field(None, description="folder of training images")
+    val_ann: str | None = None
+    val_images: str | None = None
+    synthetic: SyntheticSpec | None = Field(
+        None, description="generator settings; the dataset is written under the state dir"
+    )
+    pipeline: Literal["single_scale", "multiscale", "crop_multiscale"] = "single_scale"
+    input_ratio: float = Field(
+        1.0, gt=0, le=4, description="all input sizes x this ratio (0.4 for the tiny preset)"
+    )
+    filter_empty_gt: bool = True
+    min_size: int = Field(32, ge=0, description="training images with a shorter side are dropped")
+    skip_bad_images: bool = Field(False, description="skip and count unreadable training images")
+    loader_workers: int = Field(0, ge=0, description="DataLoader worker processes per rank")
+
+    @model_validator(mode="after")
+    def _paths_for_kind(self) -> DatasetSpec:
+        if self.kind == "coco":
+            missing = [
+                k for k in ("train_ann", "train_images", "val_ann", "val_images")
+                if getattr(self, k) is None
+            ]  # fmt: skip
+            if missing:
+                raise ValueError(f"kind 'coco' needs {missing}")
+        elif self.synthetic is None:
+            object.__setattr__(self, "synthetic", SyntheticSpec())
+        return self
+
+
+class ScheduleSpec(_Section):
+    epochs: int = Field(12, ge=1)
+    lr_steps: list[int] = Field(
+        default_factory=lambda: [8, 11], description="epochs after which lr is multiplied by gamma"
+    )
+    gamma: float = Field(0.1, gt=0, le=1)
+    warmup_iters: int = Field(500, ge=0)
+    warmup_ratio: float = Field(0.001, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _steps_in_range(self) -> ScheduleSpec:
+        if sorted(self.lr_steps) != self.lr_steps or any(
+            not 0 < s < self.epochs for s in self.lr_steps
+        ):
+            raise ValueError(
+                f"lr_steps must be increasing epochs in 1..{self.epochs - 1}, got {self.lr_steps}"
+            )
+        return self
+
+
+class OptimizerSpec(_Section):
+    lr: float = Field(2.5e-5, gt=0, description="AdamW learning rate for the total batch 16")
+    weight_decay: float = Field(1e-4, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = Field(1e-8, gt=0)
+    clip_grad_norm: float | None = Field(1.0, gt=0, description="max global L2 norm; null: off")
+
+
+class SeedSpec(_Section):
+    """Three independent sources of randomness; each defaults to one derived from ``seed``."""
+
+    seed: int = Field(0, ge=0)
+    init: int | None = Field(None, ge=0, description="model initialisation")
+    data_order: int | None = Field(None, ge=0, description="sampler shuffling")
+    augmentation: int | None = Field(None, ge=0, description="flip/scale/crop draws")
+
+    def resolved(self) -> dict[str, int]:
+        """``{"init", "data_order", "augmentation"}``; unset ones are hashed from ``seed`` and the
+        source name, so changing ``seed`` changes all three and each stays independent."""
+        out = {}
+        for name in ("init", "data_order", "augmentation"):
+            v = getattr(self, name)
+            if v is None:
+                digest = hashlib.sha256(f"{self.seed}:{name}".encode()).digest()
+                v = int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+            out[name] = v
+        return out
+
+
+class ScalingSpec(_Section):
+    num_workers: int = Field(1, ge=1, description="data-parallel workers (Ray Train)")
+    use_gpu: bool = False
+    resources_per_worker: dict[str, float] = Field(
+        default_factory=dict, description='e.g. {"CPU": 1, "GPU": 1}; empty: Ray\'s default'
+    )
+
+    @field_validator("resources_per_worker")
+    @classmethod
+    def _positive(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = {k: x for k, x in v.items() if x < 0}
+        if bad:
+            raise ValueError(f"resources must be >= 0, got {bad}")
+        return v
+
+
+class MlflowSpec(_Section):
+    tracking_uri: str | None = Field(
+        None, description="MLflow server URI; null: the embedded SQLite store in the state dir"
+    )
+    experiment: str = "sparse-rcnn"
+    run_name: str | None = None
+    log_interval: int = Field(20, ge=1, description="iterations between loss/lr/speed logs")
+
+
+class JobSpec(_Section):
+    name: str = Field("sparse-rcnn", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    dataset: DatasetSpec
+    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
+    optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
+    batch_size_per_worker: int = Field(2, ge=1)
+    seeds: SeedSpec = Field(default_factory=SeedSpec)
+    deterministic: bool = Field(False, description="use deterministic algorithms (warn only)")
+    precision: Literal["fp32", "bf16"] = "fp32"
+    eval_interval: int = Field(1, ge=0, description="epochs between evaluations; 0: only at end")
+    checkpoint_interval: int = Field(1, ge=1, description="epochs between checkpoints")
+    max_failures: int = Field(1, ge=-1, description="worker-group restarts from the checkpoint")
+    scaling: ScalingSpec = Field(default_factory=ScalingSpec)
+    storage_path: str | None = Field(
+        None, description="checkpoints and Ray run state: local dir or object-store URI"
+    )
+    mlflow: MlflowSpec = Field(default_factory=MlflowSpec)
+
+    @property
+    def total_batch_size(self) -> int:
+        return self.batch_size_per_worker * self.scaling.num_workers
+
+    def model_config_resolved(self) -> ModelConfig:
+        return self.model.resolve()

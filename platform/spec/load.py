@@ -1,0 +1,127 @@
+"""Loading job specs from YAML: one level of ``extends``, ``--set`` overrides, named errors."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from sparse_rcnn.platform.spec.job import JobSpec
+
+T = TypeVar("T", bound=BaseModel)
+
+
+class SpecError(ValueError):
+    """A spec file or override is invalid; the message names the file and the field path."""
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"spec file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise SpecError(f"{path}: not valid YAML: {e}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: the top level must be a mapping, found {type(data).__name__}")
+    return data
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` wins; mappings merge recursively, everything else (lists too) is replaced."""
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def resolve_extends(path: str | Path) -> dict[str, Any]:
+    """The spec's mapping with its ``extends`` parent merged underneath (one level only)."""
+    path = Path(path)
+    data = read_yaml(path)
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    if not isinstance(parent, str):
+        raise SpecError(f"{path}: extends must be a file name, got {parent!r}")
+    parent_path = (path.parent / parent).resolve()
+    base = read_yaml(parent_path)
+    if "extends" in base:
+        raise SpecError(
+            f"{path}: extends {parent_path.name}, which itself extends "
+            f"{base['extends']!r}; only one level of extends is allowed"
+        )
+    return deep_merge(base, data)
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key.path=value`` strings; values are parsed as YAML (``2``, ``true``, ``[8]``)."""
+    out = copy.deepcopy(data)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise SpecError(f"--set {item!r}: expected key.path=value")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as e:
+            raise SpecError(f"--set {item!r}: value is not valid YAML: {e}") from None
+        node = out
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            if not isinstance(node.setdefault(p, {}), dict):
+                raise SpecError(f"--set {item!r}: {p!r} is not a section")
+            node = node[p]
+        node[parts[-1]] = value
+    return out
+
+
+def format_validation_error(e: ValidationError, source: str) -> str:
+    lines = []
+    for err in e.errors():
+        loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            msg = "required field is missing"
+        lines.append(f"  {loc}: {msg}")
+    return f"{source}: invalid spec\n" + "\n".join(lines)
+
+
+def validate(model: type[T], data: dict[str, Any], source: str) -> T:
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise SpecError(format_validation_error(e, source)) from None
+
+
+def load_job_spec(path: str | Path, overrides: list[str] | None = None) -> JobSpec:
+    """Read, merge ``extends``, apply ``--set`` overrides and validate a job spec."""
+    data = apply_overrides(resolve_extends(path), overrides or [])
+    return validate(JobSpec, data, str(path))
+
+
+def dump_spec(spec: BaseModel) -> str:
+    """The fully resolved spec as YAML (what every run logs)."""
+    return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (for MLflow params)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
