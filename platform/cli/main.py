@@ -17,6 +17,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert-checkpoint": ("convert_checkpoint", "convert an mmdetection checkpoint"),
     "predict": ("predict", "run a checkpoint on images, write COCO detections"),
     "eval": ("eval", "COCO box AP of detections, with bootstrap confidence intervals"),
+    "train": ("train", "train a job spec on Ray Train, tracked in MLflow"),
+    "ui": ("ui", "start the MLflow UI on the embedded store"),
 }
 
 

@@ -1,0 +1,179 @@
+"""A job as a Ray Train run: the driver side (:func:`run_job`) and the per-worker function.
+
+Driver: prepare the dataset, create the MLflow run, check resources, ``TorchTrainer.fit()``,
+log the final checkpoint, close the run (FINISHED / FAILED / KILLED). Worker: rebuild the spec,
+wrap Ray's checkpoint API in a :class:`Reporter`, call the plain engine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ray
+import ray.train
+import torch
+from ray.train.torch import TorchConfig, TorchTrainer
+
+from sparse_rcnn.models.config import ModelConfig
+from sparse_rcnn.platform.checkpoints.native import save_checkpoint
+from sparse_rcnn.platform.data.prepare import DatasetPaths, synthetic_dataset
+from sparse_rcnn.platform.engine.distributed import DistContext
+from sparse_rcnn.platform.engine.loop import run_training
+from sparse_rcnn.platform.engine.train_step import NonFiniteLossError
+from sparse_rcnn.platform.orchestration.cluster import (
+    alive_node_count,
+    check_resources,
+    connect,
+)
+from sparse_rcnn.platform.spec.job import JobSpec
+from sparse_rcnn.platform.spec.load import dump_spec, flatten
+from sparse_rcnn.platform.state_dir import ENV as STATE_ENV
+from sparse_rcnn.platform.state_dir import state_dir
+from sparse_rcnn.platform.tracking import names
+from sparse_rcnn.platform.tracking.runs import RunLogger, create_run, finish_run
+from sparse_rcnn.platform.tracking.store import is_local_store, resolve_tracking_uri
+
+CHECKPOINT_FILE = "state.pt"
+
+
+class JobFailed(RuntimeError):
+    """The training run ended in error; the MLflow run is marked FAILED with the message."""
+
+
+@dataclass
+class JobOutcome:
+    run_id: str
+    tracking_uri: str
+    metrics: dict[str, float]
+    checkpoint_path: str | None
+    storage_path: str
+
+
+def dataset_paths(spec: JobSpec) -> DatasetPaths:
+    d = spec.dataset
+    if d.kind == "synthetic":
+        s = d.synthetic
+        return synthetic_dataset(state_dir() / "datasets", s.images, s.seed, s.val_fraction,
+                                 s.min_size, s.max_size)  # fmt: skip
+    paths = DatasetPaths(d.train_ann, d.train_images, d.val_ann, d.val_images)
+    for field, value in dataclasses.asdict(paths).items():
+        if "://" not in value and not Path(value).exists():
+            raise FileNotFoundError(f"dataset.{field}: {value} does not exist")
+    return paths
+
+
+class RayReporter:
+    """The engine's Reporter on Ray Train: checkpoints through ``ray.train.report``."""
+
+    def latest_checkpoint(self) -> dict[str, Any] | None:
+        ckpt = ray.train.get_checkpoint()
+        if ckpt is None:
+            return None
+        with ckpt.as_directory() as d:
+            return torch.load(Path(d) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+
+    def report(self, metrics: dict[str, float], checkpoint: dict[str, Any] | None) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            ray_ckpt = None
+            if checkpoint is not None:
+                torch.save(checkpoint, Path(tmp) / CHECKPOINT_FILE)
+                ray_ckpt = ray.train.Checkpoint.from_directory(tmp)
+            ray.train.report(metrics, checkpoint=ray_ckpt)
+
+
+def train_worker(config: dict[str, Any]) -> dict[str, Any]:
+    """Runs on every Ray Train worker. Returns rank 0's outcome to the driver; a diverged run
+    returns ``{"status": "diverged"}`` on every rank (all ranks agree) instead of raising, so the
+    failure policy does not restart a run that would diverge again."""
+    spec = JobSpec.model_validate(config["spec"])
+    device = "cpu"
+    if spec.scaling.use_gpu and torch.cuda.is_available():
+        device = ray.train.torch.get_device()
+    dist = DistContext.current(device)
+    logger = RunLogger(config["tracking_uri"], config["run_id"]) if dist.is_main else None
+    paths = DatasetPaths(**config["paths"])
+    try:
+        result = run_training(spec, paths, RayReporter(), logger, dist)
+    except NonFiniteLossError as e:
+        return {"status": "diverged", "error": str(e)}
+    return {"status": "ok", "metrics": result.metrics, "resumed_from": result.resumed_from_epoch}
+
+
+def run_job(spec: JobSpec, address: str | None = None, run_tags: dict[str, str] | None = None,
+            parent_run_id: str | None = None) -> JobOutcome:  # fmt: skip
+    """Run ``spec`` on Ray Train and track it in MLflow; raises :class:`JobFailed` on failure
+    (after marking the run FAILED) and re-raises KeyboardInterrupt after marking it KILLED."""
+    uri = resolve_tracking_uri(spec.mlflow.tracking_uri)
+    env = {STATE_ENV: str(state_dir()), "MLFLOW_TRACKING_URI": uri}
+    connect(address, env)
+    if alive_node_count() > 1 and is_local_store(uri):
+        raise JobFailed(
+            f"this Ray cluster has {alive_node_count()} nodes but MLflow tracking points to a "
+            f"local store ({uri}); each node would write its own files. Start an MLflow server "
+            "and set mlflow.tracking_uri (or MLFLOW_TRACKING_URI)."
+        )
+    check_resources(spec.scaling)
+    paths = dataset_paths(spec)
+    seeds = spec.seeds.resolved()
+    tags = {f"{names.TAG_SEED_PREFIX}{k}": str(v) for k, v in seeds.items()}
+    job_id = os.environ.get("RAY_JOB_ID") or ray.get_runtime_context().get_job_id()
+    tags[names.TAG_RAY_JOB_ID] = str(job_id)
+    tags.update(run_tags or {})
+    run_id = create_run(
+        uri, spec.mlflow.experiment, spec.mlflow.run_name or spec.name,
+        params=flatten(spec.model_dump(mode="json")), tags=tags, spec_yaml=dump_spec(spec),
+        parent_run_id=parent_run_id,
+    )  # fmt: skip
+    storage = spec.storage_path or str(state_dir() / "ray_results")
+    trainer = TorchTrainer(
+        train_worker,
+        train_loop_config={"spec": spec.model_dump(mode="json"), "run_id": run_id,
+                           "tracking_uri": uri, "paths": dataclasses.asdict(paths)},  # fmt: skip
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=spec.scaling.num_workers, use_gpu=spec.scaling.use_gpu,
+            resources_per_worker=spec.scaling.resources_per_worker or None,
+        ),  # fmt: skip
+        torch_config=TorchConfig(backend="nccl" if spec.scaling.use_gpu else "gloo"),
+        run_config=ray.train.RunConfig(
+            name=f"{spec.name}-{run_id[:12]}",
+            storage_path=storage,
+            failure_config=ray.train.FailureConfig(max_failures=spec.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+        ),
+    )
+    try:
+        result = trainer.fit()
+    except KeyboardInterrupt:
+        finish_run(uri, run_id, "KILLED", "interrupted by the user")
+        raise
+    except Exception as e:  # TrainingFailedError and anything the driver hit
+        message = f"{type(e).__name__}: {e}\n{traceback.format_exc()}"
+        finish_run(uri, run_id, "FAILED", message)
+        raise JobFailed(f"training run {run_id} failed: {e}") from e
+    outcome = result.return_value or {}
+    if outcome.get("status") == "diverged":
+        finish_run(uri, run_id, "FAILED", outcome["error"])
+        raise JobFailed(f"training run {run_id} stopped: {outcome['error']}")
+    checkpoint_path = _log_final_checkpoint(uri, run_id, result.checkpoint, spec)
+    finish_run(uri, run_id, "FINISHED")
+    return JobOutcome(run_id, uri, outcome.get("metrics", {}), checkpoint_path, result.path)
+
+
+def _log_final_checkpoint(uri: str, run_id: str, ckpt, spec: JobSpec) -> str | None:
+    """Convert Ray's last checkpoint to our model format and log it as an artifact."""
+    if ckpt is None:
+        return None
+    with ckpt.as_directory() as d:
+        state = torch.load(Path(d) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+    cfg = ModelConfig.from_dict(state["model_config"])
+    out = Path(tempfile.mkdtemp()) / "model.pt"
+    provenance = {"source": f"mlflow run {run_id}", "job": spec.name, "epoch": state["epoch"]}
+    save_checkpoint(out, state["model"], cfg, provenance)
+    RunLogger(uri, run_id).log_artifact(out, names.ARTIFACT_CHECKPOINT_DIR)
+    return ckpt.path

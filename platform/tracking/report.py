@@ -1,0 +1,27 @@
+"""What the CLI prints at the end of a run."""
+
+from __future__ import annotations
+
+import shlex
+
+from sparse_rcnn.platform.tracking.store import embedded_uri
+
+
+def metrics_table(metrics: dict[str, float]) -> str:
+    rows = [f"  {k:<6} {100 * v:6.2f}" if v >= 0 else f"  {k:<6}    n/a" for k, v in
+            metrics.items()]  # fmt: skip
+    return "\n".join(rows)
+
+
+def ui_command(uri: str) -> str:
+    if uri == embedded_uri():
+        return "sparse-rcnn ui"
+    return f"open {shlex.quote(uri)} in a browser"
+
+
+def print_outcome(outcome) -> None:
+    print(f"MLflow run {outcome.run_id} FINISHED ({outcome.tracking_uri})")
+    if outcome.metrics:
+        print("validation box metrics (%):")
+        print(metrics_table(outcome.metrics))
+    print(f"browse it: {ui_command(outcome.tracking_uri)}")

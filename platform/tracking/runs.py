@@ -1,0 +1,137 @@
+"""Creating, logging to and closing MLflow runs.
+
+The driver creates the run before any worker starts (:func:`create_run`) and passes its id;
+rank 0 logs into it with :class:`RunLogger`; the driver closes it (:func:`finish_run`). A
+worker-group restart reopens the same run, so a run never splits in two, and no run stays
+RUNNING after a crash.
+"""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.entities import Metric, Param, RunStatus
+from mlflow.tracking import MlflowClient
+
+from sparse_rcnn.platform.tracking import names
+from sparse_rcnn.platform.tracking.store import embedded_artifact_root, embedded_uri
+
+_PARAM_VALUE_MAX = 6000
+
+
+def client(uri: str) -> MlflowClient:
+    return MlflowClient(tracking_uri=uri)
+
+
+def ensure_experiment(uri: str, name: str) -> str:
+    """The experiment's id, creating it (with artifacts next to the embedded store when the
+    store is embedded) if needed."""
+    c = client(uri)
+    exp = c.get_experiment_by_name(name)
+    if exp is not None:
+        if exp.lifecycle_stage == "deleted":
+            c.restore_experiment(exp.experiment_id)
+        return exp.experiment_id
+    location = None
+    if uri == embedded_uri():
+        location = (embedded_artifact_root() / name).as_uri()
+    return c.create_experiment(name, artifact_location=location)
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )  # fmt: skip
+        return out.stdout.strip() if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def hardware() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return f"{torch.cuda.device_count()}x {torch.cuda.get_device_name()}"
+    return f"cpu {platform.machine()} ({torch.get_num_threads()} threads)"
+
+
+def create_run(
+    uri: str,
+    experiment: str,
+    run_name: str,
+    params: dict[str, Any],
+    tags: dict[str, str] | None = None,
+    spec_yaml: str | None = None,
+    parent_run_id: str | None = None,
+) -> str:
+    """Create a RUNNING run with ``params`` (values stringified, long ones truncated) and tags;
+    returns its id."""
+    c = client(uri)
+    all_tags = {names.TAG_GIT_COMMIT: git_commit(), names.TAG_HARDWARE: hardware(), **(tags or {})}
+    if parent_run_id:
+        all_tags["mlflow.parentRunId"] = parent_run_id
+    run = c.create_run(ensure_experiment(uri, experiment), run_name=run_name, tags=all_tags)
+    run_id = run.info.run_id
+    c.log_batch(
+        run_id, params=[Param(k, str(v)[:_PARAM_VALUE_MAX]) for k, v in sorted(params.items())]
+    )
+    if spec_yaml is not None:
+        c.log_text(run_id, spec_yaml, names.ARTIFACT_SPEC)
+    return run_id
+
+
+def finish_run(uri: str, run_id: str, status: str, error: str | None = None) -> None:
+    """Mark the run FINISHED, FAILED or KILLED; a failure's message goes into a tag and an
+    ``error.txt`` artifact."""
+    c = client(uri)
+    if error:
+        c.set_tag(run_id, names.TAG_ERROR, error[:5000])
+        c.log_text(run_id, error, "error.txt")
+    c.set_terminated(run_id, status=RunStatus.to_string(getattr(RunStatus, status)))
+
+
+def run_status(uri: str, run_id: str) -> str:
+    return client(uri).get_run(run_id).info.status
+
+
+class RunLogger:
+    """Rank 0's view of the run: batched metrics, evaluation metrics at step = epoch,
+    detections and checkpoints as artifacts. Implements the engine's ``MetricsLogger``."""
+
+    def __init__(self, uri: str, run_id: str):
+        self.uri, self.run_id = uri, run_id
+        self.client = client(uri)
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        import time
+
+        ts = int(time.time() * 1000)
+        self.client.log_batch(
+            self.run_id, metrics=[Metric(k, float(v), ts, step) for k, v in metrics.items()]
+        )
+
+    def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        self.log_metrics({names.EVAL_PREFIX + k: v for k, v in metrics.items()}, step=epoch)
+
+    def log_detections(self, dets: Any, epoch: int) -> None:
+        from sparse_rcnn.platform.evaluation.detections import save_detections
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"val_detections_epoch{epoch}.parquet"
+            save_detections(dets, path)
+            self.client.log_artifact(self.run_id, str(path), names.ARTIFACT_DETECTIONS_DIR)
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+
+def set_tracking_uri(uri: str) -> None:
+    """For code that uses the fluent API (the UI command)."""
+    mlflow.set_tracking_uri(uri)
