@@ -51,9 +51,10 @@ def evaluate_dataset(
     dist: DistContext,
     precision: str = "fp32",
     num_workers: int = 0,
+    max_dets: tuple[int, int, int] = (1, 10, 100),
 ) -> tuple[CocoEvalResult, Detections] | None:
     """COCO box metrics of ``model`` on ``dataset`` (rank 0; None elsewhere)."""
     dets = predict_dataset(model, dataset, dist, precision, num_workers)
     if dets is None:
         return None
-    return evaluate(dataset.ann_file, dets), dets
+    return evaluate(dataset.ann_file, dets, max_dets), dets

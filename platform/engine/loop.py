@@ -207,7 +207,7 @@ def run_training(
         epoch_metrics: dict[str, float] = {"epoch": epoch, "iteration": iteration}
         last = epoch == sched.epochs - 1
         if (spec.eval_interval and (epoch + 1) % spec.eval_interval == 0) or last:
-            out = evaluate_dataset(model, val_ds, dist, spec.precision)
+            out = evaluate_dataset(model, val_ds, dist, spec.precision, max_dets=spec.eval_max_dets)
             if out is not None:
                 result_eval, dets = out
                 metrics = dict(result_eval.stats)

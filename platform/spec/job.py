@@ -181,6 +181,11 @@ class JobSpec(_Section):
     deterministic: bool = Field(False, description="use deterministic algorithms (warn only)")
     precision: Literal["fp32", "bf16"] = "fp32"
     eval_interval: int = Field(1, ge=0, description="epochs between evaluations; 0: only at end")
+    eval_max_dets: tuple[int, int, int] = Field(
+        (1, 10, 100),
+        description="COCOeval maxDets; mmdetection reports with [100, 300, 1000], which the "
+        "300-proposal reference numbers need",
+    )
     checkpoint_interval: int = Field(1, ge=1, description="epochs between checkpoints")
     max_failures: int = Field(1, ge=-1, description="worker-group restarts from the checkpoint")
     scaling: ScalingSpec = Field(default_factory=ScalingSpec)

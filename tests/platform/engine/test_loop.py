@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sparse_rcnn.platform.engine.local_reporter import LocalReporter
+from sparse_rcnn.platform.engine.loop import NullLogger, run_training
+from sparse_rcnn.platform.engine.train_step import NonFiniteLossError
+
+
+class RecordingLogger(NullLogger):
+    def __init__(self):
+        self.steps: list[tuple[int, dict]] = []
+        self.epochs: list[tuple[int, dict]] = []
+
+    def log_metrics(self, metrics, step):
+        self.steps.append((step, metrics))
+
+    def log_epoch(self, epoch, metrics):
+        self.epochs.append((epoch, metrics))
+
+
+def final_state(folder) -> dict[str, torch.Tensor]:
+    return LocalReporter(folder).latest_checkpoint()["model"]
+
+
+def assert_identical(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, different[:5]
+
+
+@pytest.mark.slow
+def test_two_runs_with_the_same_seeds_are_bit_identical(tmp_path, make_spec, small_data):
+    spec = make_spec(deterministic=True)
+    log_a = RecordingLogger()
+    a = run_training(spec, small_data, LocalReporter(tmp_path / "a"), log_a)
+    b = run_training(spec, small_data, LocalReporter(tmp_path / "b"), NullLogger())
+    assert_identical(final_state(tmp_path / "a"), final_state(tmp_path / "b"))
+    assert a.metrics == b.metrics and set(a.metrics) >= {"AP", "AP50", "AR100"}
+    assert a.iterations == b.iterations == 2 * 4  # 8 training images, batch 2, 2 epochs
+    # lr: warmup from 0.001 x lr over 3 iterations, then x0.1 from epoch 1 (lr_steps [1]).
+    lrs = [m["train/lr"] for _, m in log_a.steps]
+    assert lrs[0] == pytest.approx(1e-3 * 0.001)
+    assert lrs[3] == pytest.approx(1e-3) and lrs[4] == pytest.approx(1e-4)
+    assert [e for e, _ in log_a.epochs] == [1, 2]
+    c = run_training(make_spec(deterministic=True, **{"seeds.init": 99}), small_data,
+                     LocalReporter(tmp_path / "c"))  # fmt: skip
+    assert c.iterations == a.iterations
+    with pytest.raises(AssertionError):
+        assert_identical(final_state(tmp_path / "a"), final_state(tmp_path / "c"))
+
+
+@pytest.mark.slow
+def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, make_spec, small_data,
+                                                          monkeypatch):  # fmt: skip
+    spec = make_spec(deterministic=True)
+    run_training(spec, small_data, LocalReporter(tmp_path / "straight"))
+    marker = tmp_path / "failed-once"
+    monkeypatch.setenv("SPARSE_RCNN_FAIL_ONCE", f"1:0:{marker}")
+    with pytest.raises(RuntimeError, match="injected failure at epoch 1"):
+        run_training(spec, small_data, LocalReporter(tmp_path / "crashy"))
+    assert marker.exists()
+    resumed = run_training(spec, small_data, LocalReporter(tmp_path / "crashy"))
+    assert resumed.resumed_from_epoch == 0 and resumed.epochs_done == 1
+    assert_identical(final_state(tmp_path / "straight"), final_state(tmp_path / "crashy"))
+
+
+def test_divergence_stops_with_the_step_and_terms(tmp_path, make_spec, small_data):
+    spec = make_spec(**{"optimizer.lr": 1e6, "optimizer.clip_grad_norm": None,
+                        "schedule.warmup_iters": 0, "schedule.epochs": 3,
+                        "schedule.lr_steps": []})  # fmt: skip
+    reporter = LocalReporter(tmp_path / "nan")
+    with pytest.raises(NonFiniteLossError, match=r"non-finite (loss|predictions) at step \d+"):
+        run_training(spec, small_data, reporter)
