@@ -1,0 +1,214 @@
+"""Detections in COCO results form, and their Parquet / COCO-results-JSON files.
+
+A detection set is four parallel arrays, one row per box: the image id and the COCO category
+id it belongs to, its confidence score, and its box as ``x, y, w, h`` in absolute pixels of the
+original image (the COCO results convention; ``x, y`` is the top-left corner). Parquet files
+hold the columns ``image_id, category_id, score, x, y, w, h``; JSON files are the COCO results
+list ``[{"image_id", "category_id", "score", "bbox": [x, y, w, h]}, ...]``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from itertools import chain
+from operator import itemgetter
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+PARQUET_COLUMNS = ("image_id", "category_id", "score", "x", "y", "w", "h")
+_JSON_KEYS = ("image_id", "category_id", "score", "bbox")
+
+
+@dataclass(frozen=True)
+class Detections:
+    """COCO results, bbox xywh in original-image pixels.
+
+    Attributes:
+        image_id: (N,) int64 COCO image ids.
+        category_id: (N,) int64 COCO category ids (not contiguous class labels).
+        score: (N,) float32 or float64 confidence; higher ranks first.
+        bbox: (N, 4) float64 boxes ``x, y, w, h`` in absolute pixels.
+
+    Arrays are converted to these dtypes on construction; mismatched lengths raise ValueError.
+    """
+
+    image_id: np.ndarray
+    category_id: np.ndarray
+    score: np.ndarray
+    bbox: np.ndarray
+
+    def __post_init__(self) -> None:
+        image_id = np.asarray(self.image_id).astype(np.int64, copy=False).reshape(-1)
+        category_id = np.asarray(self.category_id).astype(np.int64, copy=False).reshape(-1)
+        score = np.asarray(self.score)
+        if score.dtype not in (np.float32, np.float64):
+            score = score.astype(np.float64)
+        score = score.reshape(-1)
+        bbox = np.asarray(self.bbox, dtype=np.float64)
+        if bbox.size == 0:
+            bbox = bbox.reshape(0, 4)
+        if bbox.ndim != 2 or bbox.shape[1] != 4:
+            raise ValueError(
+                f"Detections.bbox must have shape (N, 4) (x, y, w, h), got {bbox.shape}"
+            )
+        n = len(image_id)
+        lengths = {"category_id": len(category_id), "score": len(score), "bbox": len(bbox)}
+        bad = {k: v for k, v in lengths.items() if v != n}
+        if bad:
+            raise ValueError(f"Detections arrays differ in length: image_id has {n}, {bad}")
+        object.__setattr__(self, "image_id", image_id)
+        object.__setattr__(self, "category_id", category_id)
+        object.__setattr__(self, "score", score)
+        object.__setattr__(self, "bbox", bbox)
+
+    def __len__(self) -> int:
+        return len(self.image_id)
+
+    @classmethod
+    def empty(cls) -> Detections:
+        """A detection set with no rows (float32 scores)."""
+        return cls(
+            np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros((0, 4))
+        )
+
+    @classmethod
+    def concat(cls, parts: list[Detections]) -> Detections:
+        """Rows of ``parts`` in order; an empty list gives :meth:`empty`.
+
+        The score dtype is float32 only when every part has float32 scores.
+        """
+        if not parts:
+            return cls.empty()
+        return cls(
+            np.concatenate([p.image_id for p in parts]),
+            np.concatenate([p.category_id for p in parts]),
+            np.concatenate([p.score for p in parts]),
+            np.concatenate([p.bbox for p in parts]),
+        )
+
+    @classmethod
+    def from_coco_results(cls, results: list[dict], source: str = "results") -> Detections:
+        """Build from a COCO results list; ``source`` names the input in error messages."""
+        if not isinstance(results, list):
+            raise ValueError(
+                f"{source}: expected a JSON list of detections, got {type(results).__name__}"
+            )
+        n = len(results)
+        try:  # np.fromiter over the fields: ~2x faster than np.array on lists of lists
+            image_id = np.fromiter(map(itemgetter("image_id"), results), np.int64, n)
+            category_id = np.fromiter(map(itemgetter("category_id"), results), np.int64, n)
+            score = np.fromiter(map(itemgetter("score"), results), np.float64, n)
+            boxes = list(map(itemgetter("bbox"), results))
+            if (np.fromiter(map(len, boxes), np.int64, n) != 4).any():
+                raise ValueError("bbox of the wrong length")
+            bbox = np.fromiter(chain.from_iterable(boxes), np.float64, 4 * n).reshape(n, 4)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"{source}: {_first_bad_result(results)}") from e
+        return cls(image_id, category_id, score, bbox)
+
+    def to_coco_results(self) -> list[dict]:
+        """The COCO results list: ``{"image_id", "category_id", "score", "bbox": [x, y, w, h]}``.
+
+        Values are Python ints and floats (float32 scores widen exactly to float64).
+        """
+        return [
+            {"image_id": i, "category_id": c, "score": s, "bbox": b}
+            for i, c, s, b in zip(
+                self.image_id.tolist(),
+                self.category_id.tolist(),
+                self.score.tolist(),
+                self.bbox.tolist(),
+                strict=True,
+            )
+        ]
+
+
+def _first_bad_result(results: list) -> str:
+    """Describe the first entry of a COCO results list that cannot be read."""
+    for i, r in enumerate(results):
+        if not isinstance(r, dict):
+            return f"entry {i} is a {type(r).__name__}, expected an object"
+        missing = [k for k in _JSON_KEYS if k not in r]
+        if missing:
+            return f"entry {i} lacks {missing}; each detection needs {list(_JSON_KEYS)}"
+        bbox = r["bbox"]
+        if not isinstance(bbox, list | tuple) or len(bbox) != 4:
+            return f"entry {i} has bbox {bbox!r}; expected [x, y, w, h]"
+        try:
+            int(r["image_id"]), int(r["category_id"]), float(r["score"])
+            [float(v) for v in bbox]
+        except (TypeError, ValueError):
+            return f"entry {i} has a non-numeric field: {r!r}"
+    return "detections could not be read as numbers"
+
+
+def save_detections(dets: Detections, path: str | Path) -> None:
+    """Write ``dets`` to ``path``: ``.parquet`` (columns image_id, category_id, score, x, y, w, h)
+    or ``.json`` (a COCO results list). Any other suffix raises ValueError naming it."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        table = pa.table(
+            {
+                "image_id": pa.array(dets.image_id, pa.int64()),
+                "category_id": pa.array(dets.category_id, pa.int64()),
+                "score": pa.array(dets.score),
+                "x": pa.array(dets.bbox[:, 0]),
+                "y": pa.array(dets.bbox[:, 1]),
+                "w": pa.array(dets.bbox[:, 2]),
+                "h": pa.array(dets.bbox[:, 3]),
+            }
+        )
+        pq.write_table(table, path)
+    elif suffix == ".json":
+        with open(path, "w") as f:
+            json.dump(dets.to_coco_results(), f)
+    else:
+        raise ValueError(
+            f"{path}: unknown detections suffix {path.suffix!r}; use .parquet or .json"
+        )
+
+
+def load_detections(path: str | Path) -> Detections:
+    """Read detections written by :func:`save_detections` (or any COCO results JSON).
+
+    Raises FileNotFoundError for a missing file and ValueError naming the file for an unknown
+    suffix, missing Parquet columns, or JSON that is not a list of detections.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".parquet", ".json"):
+        raise ValueError(
+            f"{path}: unknown detections suffix {path.suffix!r}; use .parquet or .json"
+        )
+    if not path.is_file():
+        raise FileNotFoundError(f"detections file not found: {path}")
+    if suffix == ".json":
+        try:
+            with open(path) as f:
+                results = json.load(f)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"{path}: not valid JSON ({e})") from e
+        return Detections.from_coco_results(results, source=str(path))
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise ValueError(f"{path}: not a readable Parquet file ({e})") from e
+    missing = [c for c in PARQUET_COLUMNS if c not in table.column_names]
+    if missing:
+        raise ValueError(
+            f"{path}: Parquet detections lack columns {missing}; need {list(PARQUET_COLUMNS)}"
+        )
+    with_nulls = [c for c in PARQUET_COLUMNS if table.column(c).null_count]
+    if with_nulls:
+        raise ValueError(f"{path}: Parquet detections have missing values in {with_nulls}")
+    col = {c: table.column(c).to_numpy() for c in PARQUET_COLUMNS}
+    score = col["score"]
+    if score.dtype != np.float32:
+        score = score.astype(np.float64)
+    bbox = np.stack([col["x"], col["y"], col["w"], col["h"]], axis=1).astype(np.float64)
+    return Detections(col["image_id"], col["category_id"], score, bbox)

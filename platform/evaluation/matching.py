@@ -1,0 +1,285 @@
+"""Per-image greedy matching of detections to ground truth, as COCOeval.evaluateImg does it.
+
+Every (image, category) pair is matched on its own, at each of the 10 IoU thresholds and for
+each of the 4 area ranges, so the result per detection is fixed and independent of which other
+images are evaluated. That is what lets the bootstrap re-weight images without re-matching.
+
+pycocotools' rule, restated: detections of one (image, category) are ranked by score (stable
+for ties, so file order breaks them) and cut at ``max_det``; in rank order each detection takes
+the still-unmatched ground truth with the highest IoU >= t, preferring non-ignored ground truth
+over ignored (crowd or out-of-area-range) ground truth, and among equal IoUs the one later in
+the file. Crowd regions can be taken any number of times and their IoU is intersection over the
+detection's area. A detection matched to ignored ground truth is ignored; an unmatched one is a
+false positive unless its own area (``w * h``) lies outside the range, then it is ignored too.
+
+This module vectorises that loop over all (image, category) groups at once: only pairs with
+IoU >= 0.5 can ever match, and a step handles the detections of one rank in every group.
+Measured on a val2017-sized case it matches 500k detections in well under a second, where
+pycocotools' Python loop takes minutes (see BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import sparse
+
+from sparse_rcnn.platform.evaluation.detections import Detections
+from sparse_rcnn.platform.evaluation.ground_truth import GroundTruth
+
+# pycocotools Params.setDetParams, built the same way so that the floats are identical.
+IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
+AREA_NAMES = ("all", "small", "medium", "large")
+AREA_RANGES = ((0.0, 1e5**2), (0.0, 32.0**2), (32.0**2, 96.0**2), (96.0**2, 1e5**2))
+
+IGNORED, FALSE_POSITIVE, TRUE_POSITIVE = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class Matches:
+    """Per-detection outcome of matching, for every area range and IoU threshold.
+
+    Detections are those on a known category, ranked within their (image, category) and cut at
+    ``max_det``, listed in pycocotools' accumulation order: by category, then score descending,
+    then image id, then position in the input (what COCOeval.accumulate's stable sort over
+    images in id order gives). Most detections overlap no ground truth of their category with
+    IoU >= 0.5 and so are unmatched at every threshold; only the others ("candidates") carry a
+    per-threshold status.
+
+    Attributes:
+        image: (D,) int64 image index (into ``GroundTruth.image_ids``).
+        category: (D,) int64 category index, non-decreasing.
+        rank: (D,) int64 rank of the detection within its (image, category), 0 = best score.
+        score: (D,) float64 score.
+        unmatched: (A, D) int8 status of an unmatched detection: FALSE_POSITIVE, or IGNORED
+            when its area lies outside the range (A = 4 ranges of ``AREA_RANGES``).
+        candidates: (C,) int64 increasing positions of detections with a pair of IoU >= 0.5.
+        candidate_status: (A, T, C) int8 IGNORED / FALSE_POSITIVE / TRUE_POSITIVE per area
+            range and IoU threshold (T = 10 thresholds of ``IOU_THRESHOLDS``).
+        num_gt: (A * K, N) sparse count of non-ignored ground truth per (area range, category)
+            row ``a * K + k`` and image.
+        category_ids: (K,) COCO category id of each category index.
+        dropped: detections on categories that the ground truth does not list (COCOeval
+            ignores them too).
+    """
+
+    image: np.ndarray
+    category: np.ndarray
+    rank: np.ndarray
+    score: np.ndarray
+    unmatched: np.ndarray
+    candidates: np.ndarray
+    candidate_status: np.ndarray
+    num_gt: sparse.csr_matrix
+    category_ids: np.ndarray
+    dropped: int
+
+    def status(self, area: int) -> np.ndarray:
+        """(T, D) int8 status of every detection in area range ``area`` (dense view)."""
+        out = np.repeat(self.unmatched[area][None], len(IOU_THRESHOLDS), axis=0)
+        out[:, self.candidates] = self.candidate_status[area]
+        return out
+
+
+def gt_ignored(gt: GroundTruth) -> np.ndarray:
+    """(A, G) bool: crowd, or ``area`` outside each of ``AREA_RANGES``."""
+    lo = np.array([r[0] for r in AREA_RANGES])[:, None]
+    hi = np.array([r[1] for r in AREA_RANGES])[:, None]
+    return gt.iscrowd[None, :] | (gt.area[None, :] < lo) | (gt.area[None, :] > hi)
+
+
+def pair_iou(dt: np.ndarray, gt: np.ndarray, crowd: np.ndarray) -> np.ndarray:
+    """IoU of aligned box pairs, (P, 4) xywh each, as pycocotools' C ``bbIou`` computes it.
+
+    For a crowd ground truth the union is the detection's area. Same float operations in the
+    same order, so values (and thus threshold decisions) are bit-identical to pycocotools.
+    """
+    w = np.minimum(dt[:, 2] + dt[:, 0], gt[:, 2] + gt[:, 0]) - np.maximum(dt[:, 0], gt[:, 0])
+    h = np.minimum(dt[:, 3] + dt[:, 1], gt[:, 3] + gt[:, 1]) - np.maximum(dt[:, 1], gt[:, 1])
+    inter = w * h
+    da = dt[:, 2] * dt[:, 3]
+    union = np.where(crowd, da, da + gt[:, 2] * gt[:, 3] - inter)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou = inter / union
+    return np.where((w > 0) & (h > 0), iou, 0.0)
+
+
+def match_detections(gt: GroundTruth, dets: Detections, max_det: int) -> Matches:
+    """Match ``dets`` to ``gt`` like COCOeval(bbox).evaluate() with ``maxDets[-1] = max_det``.
+
+    Raises ValueError for detections on images that ``gt`` does not list (pycocotools asserts)
+    and for non-finite scores or boxes.
+    """
+    n_img, n_cat = gt.num_images, gt.num_categories
+    img, cat, known = _index_detections(gt, dets)
+    img, cat = img[known], cat[known]
+    score = dets.score.astype(np.float64)[known]
+    acc, rank = _orders(img, cat, score, n_img, n_cat)
+    acc = acc[rank[acc] < max_det]
+    img, cat, rank, score = img[acc], cat[acc], rank[acc], score[acc]
+    acc = np.flatnonzero(known)[acc]  # input rows
+
+    # Ground truth in (image, category) groups, file order within a group.
+    gkey = gt.image * n_cat + gt.category
+    gorder = np.argsort(gkey, kind="stable")
+    gig = gt_ignored(gt)[:, gorder]  # (A, G)
+    det_area = (dets.bbox[:, 2] * dets.bbox[:, 3])[acc]
+    cand, match = _greedy_match(
+        img * n_cat + cat,
+        rank,
+        dets.bbox,
+        acc,
+        det_area,
+        gkey[gorder],
+        gt.bbox[gorder],
+        gt.iscrowd[gorder],
+        gig,
+    )  # (C,), (A, T, C)
+
+    lo = np.array([r[0] for r in AREA_RANGES])[:, None]
+    hi = np.array([r[1] for r in AREA_RANGES])[:, None]
+    outside = (det_area < lo) | (det_area > hi)  # (A, D)
+    unmatched = np.where(outside, IGNORED, FALSE_POSITIVE).astype(np.int8)
+    matched = match >= 0
+    ig_match = gig[np.arange(len(AREA_RANGES))[:, None, None], match.clip(0)]
+    cand_status = np.where(
+        matched, np.where(ig_match, IGNORED, TRUE_POSITIVE), unmatched[:, None, cand]
+    ).astype(np.int8)
+
+    a, g = np.nonzero(~gig)  # non-ignored ground truth per area range
+    rows = a * n_cat + gt.category[gorder][g]
+    shape = (len(AREA_RANGES) * n_cat, n_img)
+    num_gt = sparse.coo_matrix((np.ones(len(a)), (rows, gt.image[gorder][g])), shape).tocsr()
+    dropped = int((~known).sum())
+    return Matches(
+        img, cat, rank, score, unmatched, cand, cand_status, num_gt, gt.category_ids, dropped
+    )
+
+
+def _orders(
+    img: np.ndarray, cat: np.ndarray, score: np.ndarray, n_img: int, n_cat: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Accumulation order and each detection's rank within its (image, category).
+
+    The accumulation order sorts by (category, -score, image, input position); ranks follow
+    (-score, input position) within an (image, category), as pycocotools' stable sorts do.
+    Scores are replaced by their dense rank so that each order is one stable integer sort
+    (about twice as fast as ``np.lexsort`` on the float keys).
+    """
+    by_score = np.argsort(-score)
+    s = score[by_score]
+    dense = np.empty(len(score), np.int64)
+    dense[by_score] = np.cumsum(np.r_[True, s[1:] != s[:-1]]) - 1 if len(s) else 0
+    n_ranks = int(dense.max()) + 1 if len(s) else 1
+    acc = np.argsort((cat * n_ranks + dense) * n_img + img, kind="stable")
+    group = np.argsort((img * n_cat + cat) * n_ranks + dense, kind="stable")
+    gkey = (img * n_cat + cat)[group]
+    first = np.r_[True, gkey[1:] != gkey[:-1]] if len(gkey) else np.zeros(0, bool)
+    rank = np.empty(len(score), np.int64)
+    rank[group] = np.arange(len(gkey)) - np.flatnonzero(first)[np.cumsum(first) - 1]
+    return acc, rank
+
+
+def _index_detections(
+    gt: GroundTruth, dets: Detections
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(N,) image and category index of each detection, and which have a known category."""
+    if not np.isfinite(dets.score).all():
+        raise ValueError(
+            f"{int((~np.isfinite(dets.score)).sum())} detections have a non-finite score"
+        )
+    if not np.isfinite(dets.bbox).all():
+        raise ValueError(
+            f"{int((~np.isfinite(dets.bbox).all(1)).sum())} detections have a non-finite bbox"
+        )
+    ids = gt.image_ids
+    img = np.searchsorted(ids, dets.image_id).clip(0, max(len(ids) - 1, 0))
+    unknown = ids[img] != dets.image_id if len(ids) else np.ones(len(dets), bool)
+    if unknown.any():
+        bad = np.unique(dets.image_id[unknown])
+        raise ValueError(
+            f"{int(unknown.sum())} detections are on {len(bad)} image ids that the ground truth "
+            f"does not list, e.g. {bad[:5].tolist()}"
+        )
+    cids = gt.category_ids
+    cat = np.searchsorted(cids, dets.category_id).clip(0, max(len(cids) - 1, 0))
+    known = cids[cat] == dets.category_id if len(cids) else np.zeros(len(dets), bool)
+    return img.astype(np.int64), cat.astype(np.int64), known
+
+
+def _greedy_match(
+    key: np.ndarray,
+    rank: np.ndarray,
+    boxes: np.ndarray,
+    box_row: np.ndarray,
+    d_area: np.ndarray,
+    gkey: np.ndarray,
+    gboxes: np.ndarray,
+    gcrowd: np.ndarray,
+    gig: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy matching of all (image, category) groups at once.
+
+    Args:
+        key: (D,) group key ``image * K + category`` of each detection; rank: (D,) its rank.
+        boxes: xywh rows, ``box_row`` (D,) of each detection; d_area: (D,) its ``w * h``.
+        gkey: (G,) sorted group keys of the ground truth, gboxes (G, 4), gcrowd (G,) bool,
+        gig (A, G) bool ignored per area range.
+
+    Returns:
+        candidates: (C,) increasing indices of detections with some IoU >= 0.5 pair.
+        match: (A, T, C) int32 index of the matched ground truth (into the sorted gt) or -1.
+    """
+    n_area, n_thr = gig.shape[0], len(IOU_THRESHOLDS)
+    n_keys = int(max(key.max(initial=-1), gkey.max(initial=-1))) + 1
+    if n_keys <= 1 << 24:  # a table lookup beats a binary search per detection
+        counts = np.bincount(gkey, minlength=n_keys)
+        lo, n_pairs = (np.cumsum(counts) - counts)[key], counts[key]
+    else:
+        lo = np.searchsorted(gkey, key, "left")
+        n_pairs = np.searchsorted(gkey, key, "right") - lo
+    total = int(n_pairs.sum())
+    pdet = np.repeat(np.arange(len(key)), n_pairs)
+    pgt = np.arange(total) - np.repeat(np.cumsum(n_pairs) - n_pairs - lo, n_pairs)
+    # IoU <= min(area) / max(area) for a regular box: pairs whose areas differ by more than
+    # 2x can never reach 0.5. Dropping them first halves the IoU work on the bench case.
+    g_area = gboxes[:, 2] * gboxes[:, 3]
+    da, ga = d_area[pdet], g_area[pgt]
+    near = np.flatnonzero(gcrowd[pgt] | (np.minimum(da, ga) >= 0.49 * np.maximum(da, ga)))
+    pdet, pgt = pdet[near], pgt[near]
+    iou = pair_iou(boxes[box_row[pdet]], gboxes[pgt], gcrowd[pgt])
+    # pycocotools starts each search at min(t, 1 - 1e-10); no pair below the lowest can match.
+    thr = np.minimum(IOU_THRESHOLDS, 1 - 1e-10)
+    keep = np.flatnonzero(iou >= thr[0])
+    candidates = np.unique(pdet[keep])
+    match = np.full((n_area, n_thr, len(candidates)), -1, np.int32)
+    if len(keep) == 0:
+        return candidates, match
+    # Candidate pairs by (rank, detection, gt): one step per rank, one block per detection.
+    keep = keep[np.argsort(rank[pdet[keep]], kind="stable")]
+    pdet, pgt, iou = np.searchsorted(candidates, pdet[keep]), pgt[keep], iou[keep]
+    new_block = np.r_[True, pdet[1:] != pdet[:-1]]
+    bstart = np.flatnonzero(new_block)
+    bdet = pdet[bstart]
+    # Preference within a detection's block, as one integer per pair and area range:
+    # non-ignored gt first, then higher IoU (by dense rank), then the later gt in file order.
+    iou_values, iou_rank = np.unique(iou, return_inverse=True)
+    n_gt = len(gkey)
+    pref = ((~gig[:, pgt]) * len(iou_values) + iou_rank[None, :]) * n_gt + pgt[None, :]  # (A, P)
+    taken = np.zeros((n_area, n_thr, n_gt), bool)
+    brank = rank[candidates[bdet]]
+    steps = np.flatnonzero(np.r_[True, brank[1:] != brank[:-1], True])
+    bends = np.r_[bstart[1:], len(pdet)]
+    for b0, b1 in zip(steps[:-1], steps[1:], strict=True):
+        s, e = bstart[b0], bends[b1 - 1]
+        g = pgt[s:e]
+        usable = iou[None, s:e] >= thr[:, None]  # (T, n)
+        free = ~taken[:, :, g] | gcrowd[g]  # (A, T, n)
+        val = np.where(usable[None] & free, pref[:, None, s:e], -1)
+        best = np.maximum.reduceat(val, bstart[b0:b1] - s, axis=2)  # (A, T, blocks)
+        aa, tt, bb = np.nonzero(best >= 0)
+        won = best[aa, tt, bb] % n_gt
+        taken[aa, tt, won] = True
+        match[aa, tt, bdet[b0 + bb]] = won
+    return candidates, match
