@@ -145,6 +145,7 @@ def run_job(spec: JobSpec, address: str | None = None, run_tags: dict[str, str] 
             storage_path=storage,
             failure_config=ray.train.FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+            worker_runtime_env={"env_vars": _forwarded_env()},
         ),
     )
     try:
@@ -163,6 +164,11 @@ def run_job(spec: JobSpec, address: str | None = None, run_tags: dict[str, str] 
     checkpoint_path = _log_final_checkpoint(uri, run_id, result.checkpoint, spec)
     finish_run(uri, run_id, "FINISHED")
     return JobOutcome(run_id, uri, outcome.get("metrics", {}), checkpoint_path, result.path)
+
+
+def _forwarded_env() -> dict[str, str]:
+    """The platform's own variables (``SPARSE_RCNN_*``) reach every worker, on any node."""
+    return {k: v for k, v in os.environ.items() if k.startswith("SPARSE_RCNN_")}
 
 
 def _log_final_checkpoint(uri: str, run_id: str, ckpt, spec: JobSpec) -> str | None:

@@ -1,0 +1,86 @@
+"""Ray Train + MLflow end to end on a real local Ray and a real MLflow server."""
+
+from __future__ import annotations
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from sparse_rcnn.platform.orchestration.cluster import ResourceError, check_resources
+from sparse_rcnn.platform.orchestration.train import JobFailed, run_job
+from sparse_rcnn.platform.spec.job import JobSpec, ScalingSpec
+from sparse_rcnn.platform.spec.load import validate
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+
+def job(uri: str, experiment: str, **over) -> JobSpec:
+    data = {
+        "name": "ray-test",
+        "model": {"preset": "tiny", "overrides": {"num_proposals": 8, "num_stages": 2}},
+        "dataset": {"kind": "synthetic", "input_ratio": 0.2,
+                    "synthetic": {"images": 12, "seed": 5, "val_fraction": 0.34,
+                                  "min_size": 128, "max_size": 160}},
+        "schedule": {"epochs": 3, "lr_steps": [2], "warmup_iters": 2},
+        "optimizer": {"lr": 1e-3},
+        "batch_size_per_worker": 2,
+        "scaling": {"num_workers": 2},
+        "mlflow": {"tracking_uri": uri, "experiment": experiment, "log_interval": 1},
+        **over,
+    }  # fmt: skip
+    return validate(JobSpec, data, "test")
+
+
+def test_restart_after_a_worker_failure_continues_one_run(
+    mlflow_server, local_ray, state_dir, tmp_path, monkeypatch
+):
+    marker = tmp_path / "failed-once"
+    monkeypatch.setenv("SPARSE_RCNN_FAIL_ONCE", f"1:0:{marker}")  # rank 0 raises in epoch 1
+    outcome = run_job(job(mlflow_server, "e2e"))
+    assert marker.exists(), "the failure was not injected"
+
+    c = MlflowClient(mlflow_server)
+    exp = c.get_experiment_by_name("e2e")
+    runs = c.search_runs([exp.experiment_id])
+    assert [r.info.run_id for r in runs] == [outcome.run_id]  # one run, no duplicate
+    run = runs[0]
+    assert run.info.status == "FINISHED"
+    assert run.data.params["schedule.epochs"] == "3"
+    assert run.data.params["model.preset"] == "tiny"
+    assert run.data.tags["seed.init"] and run.data.tags["ray_job_id"]
+    assert run.data.tags["git_commit"]
+    # Every evaluation epoch logged exactly once, although epoch 1 ran twice.
+    ap = c.get_metric_history(outcome.run_id, "val/AP")
+    assert sorted(m.step for m in ap) == [1, 2, 3]
+    assert outcome.metrics["AP"] == pytest.approx(next(m.value for m in ap if m.step == 3))
+    losses = c.get_metric_history(outcome.run_id, "train/loss")
+    # One point per iteration (log_interval 1), none twice: the failure hit an epoch start.
+    assert sorted(m.step for m in losses) == list(range(1, len(losses) + 1))
+    assert len(losses) >= 6 and all(m.value > 0 for m in losses)
+    assert c.get_metric_history(outcome.run_id, "train/lr")
+    artifacts = {a.path for a in c.list_artifacts(outcome.run_id)}
+    assert {"job_spec.yaml", "checkpoint", "detections"} <= artifacts
+    assert [a.path for a in c.list_artifacts(outcome.run_id, "checkpoint")] == [
+        "checkpoint/model.pt"
+    ]
+    assert [a.path for a in c.list_artifacts(outcome.run_id, "detections")] == [
+        "detections/val_detections_epoch3.parquet"
+    ]
+
+
+def test_a_failed_run_is_marked_failed_with_its_error(
+    mlflow_server, local_ray, state_dir, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("SPARSE_RCNN_FAIL_ONCE", f"0:1:{tmp_path / 'marker'}")
+    with pytest.raises(JobFailed, match="failed"):
+        run_job(job(mlflow_server, "e2e-fail", max_failures=0))
+    c = MlflowClient(mlflow_server)
+    runs = c.search_runs([c.get_experiment_by_name("e2e-fail").experiment_id])
+    assert len(runs) == 1 and runs[0].info.status == "FAILED"
+    assert "injected failure at epoch 0" in runs[0].data.tags["error"]
+
+
+def test_impossible_resources_fail_at_once(local_ray):
+    with pytest.raises(ResourceError, match=r"CPU: needs 8, cluster has 2"):
+        check_resources(ScalingSpec(num_workers=8))
+    with pytest.raises(ResourceError, match=r"GPU: needs 1, cluster has 0"):
+        check_resources(ScalingSpec(num_workers=1, use_gpu=True))
