@@ -21,7 +21,7 @@ test: lint
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
-	$(BIN)/sparse-rcnn demo
+	$(BIN)/sparse-rcnn train jobs/tiny_synthetic.yaml
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
