@@ -92,12 +92,15 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any]:
     returns ``{"status": "diverged"}`` on every rank (all ranks agree) instead of raising, so the
     failure policy does not restart a run that would diverge again."""
     spec = JobSpec.model_validate(config["spec"])
+    paths = DatasetPaths(**config["paths"])
+    if spec.dataset.kind == "synthetic" and not Path(paths.train_ann).exists():
+        # A worker on another node: generation is deterministic, so it makes its own copy.
+        paths = dataset_paths(spec)
     device = "cpu"
     if spec.scaling.use_gpu and torch.cuda.is_available():
         device = ray.train.torch.get_device()
     dist = DistContext.current(device)
     logger = RunLogger(config["tracking_uri"], config["run_id"]) if dist.is_main else None
-    paths = DatasetPaths(**config["paths"])
     try:
         result = run_training(spec, paths, RayReporter(), logger, dist)
     except NonFiniteLossError as e:
@@ -133,10 +136,15 @@ def run_job(spec: JobSpec, address: str | None = None, run_tags: dict[str, str] 
     storage = spec.storage_path or str(state_dir() / "ray_results")
     trainer = TorchTrainer(
         train_worker,
-        train_loop_config={"spec": spec.model_dump(mode="json"), "run_id": run_id,
-                           "tracking_uri": uri, "paths": dataclasses.asdict(paths)},  # fmt: skip
+        train_loop_config={
+            "spec": spec.model_dump(mode="json"),
+            "run_id": run_id,
+            "tracking_uri": uri,
+            "paths": dataclasses.asdict(paths),
+        },  # fmt: skip
         scaling_config=ray.train.ScalingConfig(
-            num_workers=spec.scaling.num_workers, use_gpu=spec.scaling.use_gpu,
+            num_workers=spec.scaling.num_workers,
+            use_gpu=spec.scaling.use_gpu,
             resources_per_worker=spec.scaling.resources_per_worker or None,
         ),  # fmt: skip
         torch_config=TorchConfig(backend="nccl" if spec.scaling.use_gpu else "gloo"),
@@ -150,8 +158,9 @@ def run_job(spec: JobSpec, address: str | None = None, run_tags: dict[str, str] 
     )
     try:
         result = trainer.fit()
-    except KeyboardInterrupt:
-        finish_run(uri, run_id, "KILLED", "interrupted by the user")
+    except (KeyboardInterrupt, SystemExit):
+        # Ctrl-C, or `jobs stop` (Ray Train's SIGINT handler aborts and raises SystemExit).
+        finish_run(uri, run_id, "KILLED", "interrupted (Ctrl-C or jobs stop)")
         raise
     except Exception as e:  # TrainingFailedError and anything the driver hit
         message = f"{type(e).__name__}: {e}\n{traceback.format_exc()}"

@@ -8,6 +8,7 @@ RUNNING after a crash.
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import tempfile
@@ -44,6 +45,10 @@ def ensure_experiment(uri: str, name: str) -> str:
 
 
 def git_commit() -> str:
+    """This code's commit: ``$SPARSE_RCNN_GIT_COMMIT`` (set by ``submit`` for the shipped copy,
+    which is no git checkout), else ``git rev-parse HEAD``, else "unknown"."""
+    if os.environ.get("SPARSE_RCNN_GIT_COMMIT"):
+        return os.environ["SPARSE_RCNN_GIT_COMMIT"]
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
