@@ -63,12 +63,20 @@ def _torchrun_entry(steps: int, warmup: int, out: str) -> None:
     dist.destroy_process_group()
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def run_torchrun(steps: int, warmup: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "times.json")
         cmd = [
             sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-            "--master-addr", "127.0.0.1", "--master-port", "0",
+            "--master-addr", "127.0.0.1", "--master-port", str(_free_port()),
             "-m", "bench.platform_overhead", "--torchrun-worker", out,
             "--steps", str(steps), "--warmup", str(warmup),
         ]  # fmt: skip
