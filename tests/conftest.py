@@ -81,3 +81,34 @@ def state_dir(tmp_path, monkeypatch):
     path = tmp_path / "state"
     monkeypatch.setenv("SPARSE_RCNN_STATE_DIR", str(path))
     return path
+
+
+def _small_job(**changes) -> dict:
+    """A job spec (as a dict) that trains in seconds on 2 cores: a 2-stage tiny model with 8
+    proposals on 12 small synthetic images. ``changes`` are dotted paths, e.g.
+    ``**{"schedule.epochs": 3}``."""
+    data = {
+        "name": "small-test",
+        "model": {"preset": "tiny", "overrides": {"num_proposals": 8, "num_stages": 2}},
+        "dataset": {"kind": "synthetic", "input_ratio": 0.2,
+                    "synthetic": {"images": 12, "seed": 5, "val_fraction": 0.34,
+                                  "min_size": 128, "max_size": 160}},
+        "schedule": {"epochs": 2, "lr_steps": [1], "warmup_iters": 3},
+        "optimizer": {"lr": 1e-3},
+        "batch_size_per_worker": 2,
+        "scaling": {"num_workers": 1},
+        "mlflow": {"log_interval": 1},
+    }  # fmt: skip
+    for key, value in changes.items():
+        node = data
+        *parents, last = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
+    return data
+
+
+@pytest.fixture(scope="session")
+def small_job():
+    """Factory of the small test job as a dict (see :func:`_small_job`)."""
+    return _small_job

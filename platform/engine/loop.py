@@ -205,6 +205,7 @@ def run_training(
                 window_start, window_images = time.perf_counter(), 0
 
         epoch_metrics: dict[str, float] = {"epoch": epoch, "iteration": iteration}
+        epoch_loss = result.loss if loader.batch_sampler is not None and iteration else float("nan")
         last = epoch == sched.epochs - 1
         if (spec.eval_interval and (epoch + 1) % spec.eval_interval == 0) or last:
             out = evaluate_dataset(model, val_ds, dist, spec.precision, max_dets=spec.eval_max_dets)
@@ -216,6 +217,14 @@ def run_training(
                     logger.log_detections(dets, epoch + 1)
             metrics = dist.broadcast(metrics)
         epoch_metrics.update(metrics)
+        if dist.is_main:
+            ap = (
+                f", val AP {100 * metrics['AP']:.2f} AP50 {100 * metrics['AP50']:.2f}"
+                if (metrics)
+                else ""
+            )
+            print(f"epoch {epoch + 1}/{sched.epochs}: iteration {iteration}, last loss "
+                  f"{epoch_loss:.3f}{ap}", flush=True)  # fmt: skip
         checkpoint = None
         if dist.is_main and ((epoch + 1) % spec.checkpoint_interval == 0 or last):
             checkpoint = {

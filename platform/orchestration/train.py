@@ -154,6 +154,8 @@ def run_job(spec: JobSpec, address: str | None = None, run_tags: dict[str, str] 
             failure_config=ray.train.FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
             worker_runtime_env={"env_vars": _forwarded_env()},
+            # Ray Train logs every report at INFO; the engine prints one line per epoch instead.
+            logging_config=ray.train.LoggingConfig(log_level="WARNING"),
         ),
     )
     try:

@@ -127,20 +127,10 @@ def _kill_leftovers(marker: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def spec_file(tmp_path_factory) -> Path:
+def spec_file(tmp_path_factory, small_job) -> Path:
     """The tiny synthetic job of test_train_job, one worker, one epoch; no tracking URI."""
-    data = {
-        "name": "ray-submit",
-        "model": {"preset": "tiny", "overrides": {"num_proposals": 8, "num_stages": 2}},
-        "dataset": {"kind": "synthetic", "input_ratio": 0.2,
-                    "synthetic": {"images": 12, "seed": 5, "val_fraction": 0.34,
-                                  "min_size": 128, "max_size": 160}},
-        "schedule": {"epochs": 1, "lr_steps": [], "warmup_iters": 2},
-        "optimizer": {"lr": 1e-3},
-        "batch_size_per_worker": 2,
-        "scaling": {"num_workers": 1},
-        "mlflow": {"experiment": "submit", "log_interval": 1},
-    }  # fmt: skip
+    data = small_job(**{"name": "ray-submit", "schedule.epochs": 1, "schedule.lr_steps": [],
+                        "schedule.warmup_iters": 2, "mlflow.experiment": "submit"})  # fmt: skip
     path = tmp_path_factory.mktemp("submit") / "job.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path

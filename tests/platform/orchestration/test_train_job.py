@@ -13,25 +13,22 @@ from sparse_rcnn.platform.spec.load import validate
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
-def job(uri: str, experiment: str, **over) -> JobSpec:
-    data = {
-        "name": "ray-test",
-        "model": {"preset": "tiny", "overrides": {"num_proposals": 8, "num_stages": 2}},
-        "dataset": {"kind": "synthetic", "input_ratio": 0.2,
-                    "synthetic": {"images": 12, "seed": 5, "val_fraction": 0.34,
-                                  "min_size": 128, "max_size": 160}},
-        "schedule": {"epochs": 3, "lr_steps": [2], "warmup_iters": 2},
-        "optimizer": {"lr": 1e-3},
-        "batch_size_per_worker": 2,
-        "scaling": {"num_workers": 2},
-        "mlflow": {"tracking_uri": uri, "experiment": experiment, "log_interval": 1},
-        **over,
-    }  # fmt: skip
-    return validate(JobSpec, data, "test")
+@pytest.fixture
+def job(small_job):
+    """Factory: the small job on 2 workers for 3 epochs, tracked at ``uri``."""
+
+    def make(uri: str, experiment: str, **over) -> JobSpec:
+        data = small_job(**{"schedule.epochs": 3, "schedule.lr_steps": [2],
+                            "schedule.warmup_iters": 2, "scaling.num_workers": 2,
+                            "mlflow.tracking_uri": uri, "mlflow.experiment": experiment},
+                         **over)  # fmt: skip
+        return validate(JobSpec, data, "test")
+
+    return make
 
 
 def test_restart_after_a_worker_failure_continues_one_run(
-    mlflow_server, local_ray, state_dir, tmp_path, monkeypatch
+    job, mlflow_server, local_ray, state_dir, tmp_path, monkeypatch
 ):
     marker = tmp_path / "failed-once"
     monkeypatch.setenv("SPARSE_RCNN_FAIL_ONCE", f"1:0:{marker}")  # rank 0 raises in epoch 1
@@ -68,7 +65,7 @@ def test_restart_after_a_worker_failure_continues_one_run(
 
 
 def test_a_failed_run_is_marked_failed_with_its_error(
-    mlflow_server, local_ray, state_dir, tmp_path, monkeypatch
+    job, mlflow_server, local_ray, state_dir, tmp_path, monkeypatch
 ):
     monkeypatch.setenv("SPARSE_RCNN_FAIL_ONCE", f"0:1:{tmp_path / 'marker'}")
     with pytest.raises(JobFailed, match="failed"):
