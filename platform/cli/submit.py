@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from sparse_rcnn.platform.cli.train import add_spec_arguments
+
 HELP = (
     "Submit a job spec to a Ray cluster (Ray Jobs API) with this package and the resolved "
     "spec; waits and streams the logs unless --no-wait."
@@ -12,15 +14,7 @@ HELP = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("spec", help="job spec YAML")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY.PATH=VALUE",
-        help="override a spec field (repeatable)",
-    )
+    add_spec_arguments(parser)
     parser.add_argument(
         "--address", help="Ray dashboard, http://HEAD:8265 (default: RAY_API_SERVER_ADDRESS)"
     )

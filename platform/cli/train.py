@@ -7,7 +7,8 @@ import argparse
 HELP = "Train a job spec on Ray Train (local Ray by default) and track it in MLflow."
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
+    """The job spec file and its ``--set`` overrides (shared by train and submit)."""
     parser.add_argument("spec", help="job spec YAML")
     parser.add_argument(
         "--set",
@@ -17,6 +18,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY.PATH=VALUE",
         help="override a spec field (repeatable)",
     )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_spec_arguments(parser)
     parser.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or local)")
     parser.add_argument("--dry-run", action="store_true", help="validate and print the spec")
 
