@@ -169,6 +169,7 @@ def run_training(
 
     sched = spec.schedule
     metrics: dict[str, float] = dict(ckpt.get("metrics", {})) if ckpt else {}
+    last_loss = float("nan")
     for epoch in range(start_epoch, sched.epochs):
         loader.batch_sampler.set_epoch(epoch)
         window_start, window_images = time.perf_counter(), 0
@@ -187,6 +188,7 @@ def run_training(
                 targets, dist, opt_spec.clip_grad_norm, spec.precision, iteration,
             )  # fmt: skip
             iteration += 1
+            last_loss = result.loss
             window_images += len(batch.targets) * dist.world_size
             if iteration % spec.mlflow.log_interval == 0:
                 elapsed = time.perf_counter() - window_start
@@ -205,7 +207,6 @@ def run_training(
                 window_start, window_images = time.perf_counter(), 0
 
         epoch_metrics: dict[str, float] = {"epoch": epoch, "iteration": iteration}
-        epoch_loss = result.loss if loader.batch_sampler is not None and iteration else float("nan")
         last = epoch == sched.epochs - 1
         if (spec.eval_interval and (epoch + 1) % spec.eval_interval == 0) or last:
             out = evaluate_dataset(model, val_ds, dist, spec.precision, max_dets=spec.eval_max_dets)
@@ -224,7 +225,7 @@ def run_training(
                 else ""
             )
             print(f"epoch {epoch + 1}/{sched.epochs}: iteration {iteration}, last loss "
-                  f"{epoch_loss:.3f}{ap}", flush=True)  # fmt: skip
+                  f"{last_loss:.3f}{ap}", flush=True)  # fmt: skip
         checkpoint = None
         if dist.is_main and ((epoch + 1) % spec.checkpoint_interval == 0 or last):
             checkpoint = {
