@@ -10,7 +10,7 @@ import argparse
 import time
 
 from sparse_rcnn.platform.cli.main import UserError
-from sparse_rcnn.platform.data.synthetic import SYNTHETIC_CATEGORIES, make_synthetic
+from sparse_rcnn.platform.data.synthetic import DIFFICULTIES, dataset_categories, make_synthetic
 
 HELP = "write a synthetic COCO-format dataset (JSON + JPEG), deterministic from a seed"
 
@@ -32,6 +32,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-size", type=int, default=640, help="largest long side in px (default 640)"
     )
     parser.add_argument(
+        "--difficulty",
+        choices=DIFFICULTIES,
+        default="standard",
+        help="easy: 3 categories, 1-3 large objects per image, no crowds or distractors "
+        "(default standard)",
+    )
+    parser.add_argument(
         "--overwrite",
         action="store_true",
         help="replace the annotation files and image folders of an existing dataset in OUT",
@@ -48,11 +55,12 @@ def run(args: argparse.Namespace) -> int:
             val_fraction=args.val_fraction,
             min_size=args.min_size,
             max_size=args.max_size,
+            difficulty=args.difficulty,
             overwrite=args.overwrite,
         )
     except FileExistsError as e:
         raise UserError(f"{e.args[0]}; pass --overwrite to replace it") from None
-    names = ", ".join(f"{c.category_id} {c.name}" for c in SYNTHETIC_CATEGORIES)
+    names = ", ".join(f"{c.category_id} {c.name}" for c in dataset_categories(args.difficulty))
     print(f"wrote {ds.num_train} train + {ds.num_val} val images to {ds.root} "
           f"in {time.perf_counter() - start:.1f} s")  # fmt: skip
     print(f"  train: {ds.train_ann}  images: {ds.train_images}")

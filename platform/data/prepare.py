@@ -27,18 +27,18 @@ class DatasetPaths:
 
 
 def synthetic_dataset(root: Path, images: int, seed: int, val_fraction: float, min_size: int,
-                      max_size: int) -> DatasetPaths:  # fmt: skip
+                      max_size: int, difficulty: str = "standard") -> DatasetPaths:  # fmt: skip
     """Paths of the synthetic dataset with these settings, generating it under ``root`` if
     absent."""
     settings = dict(images=images, seed=seed, val_fraction=val_fraction, min_size=min_size,
-                    max_size=max_size)  # fmt: skip
+                    max_size=max_size, difficulty=difficulty)  # fmt: skip
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     final = root / f"synthetic-{key}"
     if not (final / ".complete").exists():
         tmp = root / f".synthetic-{key}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         make_synthetic(tmp, num_images=images, seed=seed, val_fraction=val_fraction,
-                       min_size=min_size, max_size=max_size)  # fmt: skip
+                       min_size=min_size, max_size=max_size, difficulty=difficulty)  # fmt: skip
         (tmp / ".complete").write_text(json.dumps(settings))
         try:
             tmp.rename(final)

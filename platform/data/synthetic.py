@@ -17,6 +17,10 @@ annotated object stays at least half visible; its box and area are those of its 
 in every 12 consecutive images one is empty and two hold an ``iscrowd=1`` cluster of small
 same-category objects (besides their other objects).
 
+``difficulty="easy"`` draws a smaller problem for short CPU runs (the demo and seed studies): only
+the first three categories (distinct shape and colour), one to three large objects per image, no
+distractors, crowds, empty images or deliberate overlaps.
+
 Image ``i`` depends only on ``(seed, i)`` and the options, so the same call writes byte-identical
 files (given the same Pillow build, which bundles its libjpeg).
 """
@@ -62,6 +66,8 @@ CROWD_SLOTS = (4, 8)
 OVERLAP_PROB = 0.35
 MIN_VISIBLE = 0.5  # fraction of an annotated object's pixels that must stay visible
 JPEG_QUALITY = 90
+DIFFICULTIES = ("standard", "easy")
+EASY_CATEGORIES = 3  # the first three: ellipse/red, rectangle/blue, triangle/green
 
 
 @dataclass(frozen=True)
@@ -176,18 +182,51 @@ def _encode_jpeg(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def dataset_categories(difficulty: str = "standard") -> tuple[ShapeCategory, ...]:
+    """The categories a dataset of this difficulty draws from."""
+    if difficulty not in DIFFICULTIES:
+        raise ValueError(f"difficulty must be one of {DIFFICULTIES}, got {difficulty!r}")
+    return SYNTHETIC_CATEGORIES[:EASY_CATEGORIES] if difficulty == "easy" else SYNTHETIC_CATEGORIES
+
+
+def _render_easy(
+    rng: np.random.Generator, canvas: _Canvas
+) -> list[tuple[int, ShapeCategory, bool]]:
+    """Place one to three large objects (side 30-60 % of the short side) without overlap
+    attempts beyond what :meth:`_Canvas.try_place` allows."""
+    h, w = canvas.h, canvas.w
+    instances = []
+    for _ in range(int(rng.integers(1, 4))):
+        cat = SYNTHETIC_CATEGORIES[int(rng.integers(EASY_CATEGORIES))]
+        side = rng.uniform(0.3, 0.6) * min(h, w)
+        a = cat.aspect * float(np.exp(rng.uniform(-0.2, 0.2)))
+        bh = int(np.clip(round(side * np.sqrt(a)), 8, h - 2))
+        bw = int(np.clip(round(side / np.sqrt(a)), 8, w - 2))
+        iid = len(instances) + 1
+        for _ in range(8):
+            y, x = int(rng.integers(0, h - bh + 1)), int(rng.integers(0, w - bw + 1))
+            if canvas.try_place(iid, _shape_mask(cat.shape, bh, bw), y, x,
+                                _jitter(rng, cat.colour, 20)):  # fmt: skip
+                instances.append((iid, cat, False))
+                break
+    return instances
+
+
 def render_image(
-    seed: int, index: int, min_size: int = 320, max_size: int = 640
+    seed: int, index: int, min_size: int = 320, max_size: int = 640, difficulty: str = "standard"
 ) -> tuple[np.ndarray, list[dict]]:
     """Image ``index`` of the dataset for ``seed``: uint8 ``(3, H, W)`` RGB and its annotations
     (``category_id``, ``bbox`` [x, y, w, h] of the visible pixels, ``area`` = visible pixel
     count, ``iscrowd``), without ids."""
+    dataset_categories(difficulty)  # validates
     rng = np.random.default_rng([seed, index])
     slot = (index + int(np.random.default_rng([seed]).integers(CYCLE))) % CYCLE
     long_side = int(rng.integers(min_size, max_size + 1))
     short_side = int(round(long_side * rng.uniform(0.6, 0.85)))
     h, w = (short_side, long_side) if rng.random() < 0.6 else (long_side, short_side)
     canvas = _Canvas(rng, h, w)
+    if difficulty == "easy":
+        return _finish(rng, canvas, _render_easy(rng, canvas))
 
     for _ in range(int(rng.integers(0, 4))):  # unannotated grey distractors, behind everything
         bh, bw = _object_size(rng, h, w, 1.0)
@@ -234,7 +273,14 @@ def render_image(
                     instances.append((iid, cat, False))
                     boxes.append((y, x, bh, bw))
                     break
+    return _finish(rng, canvas, instances)
 
+
+def _finish(
+    rng: np.random.Generator, canvas: _Canvas, instances: list[tuple[int, ShapeCategory, bool]]
+) -> tuple[np.ndarray, list[dict]]:
+    """Add pixel noise to the canvas and measure each instance's visible box and area."""
+    h, w = canvas.h, canvas.w
     noise = rng.integers(-12, 13, (3, h, w), dtype=np.int8)  # uniform, std ~7 grey levels
     image = canvas.pixels + noise  # (3, h, w) float32
     np.clip(image, 0, 255, out=image)
@@ -267,11 +313,13 @@ def make_synthetic(
     val_fraction: float = 0.2,
     min_size: int = 320,
     max_size: int = 640,
+    difficulty: str = "standard",
     overwrite: bool = False,
 ) -> SyntheticDataset:
     """Write the dataset (layout in the module docstring) and return its paths.
 
-    ``min_size``/``max_size`` bound the long side in px. Raises ``FileExistsError`` when
+    ``min_size``/``max_size`` bound the long side in px; ``difficulty`` is "standard" or "easy"
+    (module docstring). Raises ``FileExistsError`` when
     ``root`` already holds one and ``overwrite`` is false; with ``overwrite`` only the two
     annotation files and the two image folders are replaced.
     """
@@ -283,6 +331,7 @@ def make_synthetic(
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     if not 64 <= min_size <= max_size:
         raise ValueError(f"need 64 <= min_size <= max_size, got {min_size} and {max_size}")
+    cats = dataset_categories(difficulty)
     root = Path(root)
     paths = {s: split_paths(root, s) for s in ("train", "val")}
     existing = [p for ann, img in paths.values() for p in (ann, img) if p.exists()]
@@ -297,10 +346,7 @@ def make_synthetic(
     perm = np.random.default_rng([seed, 2**32]).permutation(num_images)
     val_indices = set(perm[:num_val].tolist())
 
-    categories = [
-        {"id": c.category_id, "name": c.name, "supercategory": c.shape}
-        for c in SYNTHETIC_CATEGORIES
-    ]
+    categories = [{"id": c.category_id, "name": c.name, "supercategory": c.shape} for c in cats]
     splits = {
         s: {"images": [], "annotations": [], "categories": categories} for s in ("train", "val")
     }
@@ -308,7 +354,7 @@ def make_synthetic(
         img_dir.mkdir(parents=True, exist_ok=True)
     for index in range(num_images):
         split = "val" if index in val_indices else "train"
-        image, anns = render_image(seed, index, min_size, max_size)
+        image, anns = render_image(seed, index, min_size, max_size, difficulty)
         image_id = index + 1
         file_name = f"{image_id:06d}.jpg"
         (paths[split][1] / file_name).write_bytes(_encode_jpeg(image))
@@ -336,6 +382,7 @@ def make_synthetic(
             "val_fraction": val_fraction,
             "min_size": min_size,
             "max_size": max_size,
+            "difficulty": difficulty,
         }
         ann_file = paths[split][0]
         ann_file.parent.mkdir(parents=True, exist_ok=True)

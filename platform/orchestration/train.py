@@ -59,8 +59,7 @@ def dataset_paths(spec: JobSpec) -> DatasetPaths:
     d = spec.dataset
     if d.kind == "synthetic":
         s = d.synthetic
-        return synthetic_dataset(state_dir() / "datasets", s.images, s.seed, s.val_fraction,
-                                 s.min_size, s.max_size)  # fmt: skip
+        return synthetic_dataset(state_dir() / "datasets", **s.model_dump())
     paths = DatasetPaths(d.train_ann, d.train_images, d.val_ann, d.val_images)
     for field, value in dataclasses.asdict(paths).items():
         if "://" not in value and not Path(value).exists():
@@ -108,10 +107,22 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any]:
     return {"status": "ok", "metrics": result.metrics, "resumed_from": result.resumed_from_epoch}
 
 
-def run_job(spec: JobSpec, address: str | None = None, run_tags: dict[str, str] | None = None,
-            parent_run_id: str | None = None) -> JobOutcome:  # fmt: skip
+def run_job(
+    spec: JobSpec,
+    address: str | None = None,
+    run_tags: dict[str, str] | None = None,
+    parent_run_id: str | None = None,
+    *,
+    run_id: str | None = None,
+    train_name: str | None = None,
+    callbacks: list | None = None,
+) -> JobOutcome:
     """Run ``spec`` on Ray Train and track it in MLflow; raises :class:`JobFailed` on failure
-    (after marking the run FAILED) and re-raises KeyboardInterrupt after marking it KILLED."""
+    (after marking the run FAILED) and re-raises KeyboardInterrupt after marking it KILLED.
+
+    ``run_id`` continues an existing MLflow run (created by :func:`create_job_run`) instead of
+    creating one; ``train_name`` names the Ray Train run, and the same name and storage path
+    resume from that run's last checkpoint; ``callbacks`` are Ray Train ``UserCallback``s."""
     uri = resolve_tracking_uri(spec.mlflow.tracking_uri)
     env = {STATE_ENV: str(state_dir()), "MLFLOW_TRACKING_URI": uri}
     connect(address, env)
@@ -123,16 +134,8 @@ def run_job(spec: JobSpec, address: str | None = None, run_tags: dict[str, str] 
         )
     check_resources(spec.scaling)
     paths = dataset_paths(spec)
-    seeds = spec.seeds.resolved()
-    tags = {f"{names.TAG_SEED_PREFIX}{k}": str(v) for k, v in seeds.items()}
-    job_id = os.environ.get("RAY_JOB_ID") or ray.get_runtime_context().get_job_id()
-    tags[names.TAG_RAY_JOB_ID] = str(job_id)
-    tags.update(run_tags or {})
-    run_id = create_run(
-        uri, spec.mlflow.experiment, spec.mlflow.run_name or spec.name,
-        params=flatten(spec.model_dump(mode="json")), tags=tags, spec_yaml=dump_spec(spec),
-        parent_run_id=parent_run_id,
-    )  # fmt: skip
+    if run_id is None:
+        run_id = create_job_run(spec, uri, run_tags, parent_run_id)
     storage = spec.storage_path or str(state_dir() / "ray_results")
     trainer = TorchTrainer(
         train_worker,
@@ -149,7 +152,8 @@ def run_job(spec: JobSpec, address: str | None = None, run_tags: dict[str, str] 
         ),  # fmt: skip
         torch_config=TorchConfig(backend="nccl" if spec.scaling.use_gpu else "gloo"),
         run_config=ray.train.RunConfig(
-            name=f"{spec.name}-{run_id[:12]}",
+            name=train_name or f"{spec.name}-{run_id[:12]}",
+            callbacks=callbacks or None,
             storage_path=storage,
             failure_config=ray.train.FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
@@ -175,6 +179,22 @@ def run_job(spec: JobSpec, address: str | None = None, run_tags: dict[str, str] 
     checkpoint_path = _log_final_checkpoint(uri, run_id, result.checkpoint, spec)
     finish_run(uri, run_id, "FINISHED")
     return JobOutcome(run_id, uri, outcome.get("metrics", {}), checkpoint_path, result.path)
+
+
+def create_job_run(spec: JobSpec, uri: str, run_tags: dict[str, str] | None = None,
+                   parent_run_id: str | None = None) -> str:  # fmt: skip
+    """Create the job's MLflow run (RUNNING) with the resolved spec as params and artifact, the
+    seeds, Ray job id and ``run_tags`` as tags; returns its id."""
+    seeds = spec.seeds.resolved()
+    tags = {f"{names.TAG_SEED_PREFIX}{k}": str(v) for k, v in seeds.items()}
+    job_id = os.environ.get("RAY_JOB_ID") or ray.get_runtime_context().get_job_id()
+    tags[names.TAG_RAY_JOB_ID] = str(job_id)
+    tags.update(run_tags or {})
+    return create_run(
+        uri, spec.mlflow.experiment, spec.mlflow.run_name or spec.name,
+        params=flatten(spec.model_dump(mode="json")), tags=tags, spec_yaml=dump_spec(spec),
+        parent_run_id=parent_run_id,
+    )  # fmt: skip
 
 
 def _forwarded_env() -> dict[str, str]:

@@ -62,6 +62,9 @@ class SyntheticSpec(_Section):
     val_fraction: float = Field(0.2, gt=0, lt=1)
     min_size: int = Field(320, ge=64, description="smallest long side, px")
     max_size: int = Field(480, ge=64, description="largest long side, px")
+    difficulty: Literal["standard", "easy"] = Field(
+        "standard", description="easy: 3 categories, 1-3 large objects, no crowds or distractors"
+    )
 
 
 class DatasetSpec(_Section):

@@ -20,5 +20,4 @@ def make_spec(small_job):
 @pytest.fixture(scope="session")
 def small_data(tmp_path_factory, make_spec):
     s = make_spec().dataset.synthetic
-    return synthetic_dataset(tmp_path_factory.mktemp("data"), s.images, s.seed, s.val_fraction,
-                             s.min_size, s.max_size)  # fmt: skip
+    return synthetic_dataset(tmp_path_factory.mktemp("data"), **s.model_dump())
