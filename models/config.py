@@ -18,7 +18,7 @@ from typing import Any
 class ModelConfig:
     """Architecture, loss and inference settings of a Sparse R-CNN detector."""
 
-    backbone_depth: int = 50  # ResNet depth: 18, 34, 50 or 101
+    backbone_depth: int = 50  # ResNet depth: 10 (CPU demos), 18, 34, 50 or 101
     frozen_stages: int = 1  # -1 none, 0 stem, k: stem + layer1..k (mmdetection semantics)
     norm_eval: bool = True  # BatchNorm running statistics frozen
     hidden_dim: int = 256  # FPN channels = object feature width
@@ -50,7 +50,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         checks = {
-            "backbone_depth": self.backbone_depth in (18, 34, 50, 101),
+            "backbone_depth": self.backbone_depth in (10, 18, 34, 50, 101),
             "num_proposals": self.num_proposals >= 1,
             "num_stages": self.num_stages >= 1,
             "num_classes": self.num_classes >= 1,
