@@ -65,22 +65,29 @@ def resolve_extends(path: str | Path) -> dict[str, Any]:
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``key.path=value`` strings; values are parsed as YAML (``2``, ``true``, ``[8]``)."""
-    out = copy.deepcopy(data)
+    parsed: dict[str, Any] = {}
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise SpecError(f"--set {item!r}: expected key.path=value")
         try:
-            value = yaml.safe_load(raw)
+            parsed[key.strip()] = yaml.safe_load(raw)
         except yaml.YAMLError as e:
             raise SpecError(f"--set {item!r}: value is not valid YAML: {e}") from None
+    return set_paths(data, parsed, source="--set")
+
+
+def set_paths(data: dict[str, Any], values: dict[str, Any], source: str = "") -> dict[str, Any]:
+    """A copy of ``data`` with each dotted ``key.path`` set to its value."""
+    out = copy.deepcopy(data)
+    for key, value in values.items():
         node = out
-        parts = key.strip().split(".")
+        parts = key.split(".")
         for p in parts[:-1]:
             if not isinstance(node.setdefault(p, {}), dict):
-                raise SpecError(f"--set {item!r}: {p!r} is not a section")
+                raise SpecError(f"{source} {key}: {p!r} is not a section".strip())
             node = node[p]
-        node[parts[-1]] = value
+        node[parts[-1]] = copy.deepcopy(value)
     return out
 
 

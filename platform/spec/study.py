@@ -1,0 +1,255 @@
+"""The study spec: a base job, seeds, a grid of settings and a randomness design.
+
+A study runs every (setting, seed) pair as one trial, each a full training run of the base job
+with the setting's overrides and the trial's seeds::
+
+    name: tiny-lr
+    job: ../tiny_synthetic.yaml     # the base job spec, relative to this file
+    set: {schedule.epochs: 4}       # overrides for every trial (optional)
+    seeds: 4                        # or an explicit list [0, 1, 2, 3]
+    vary:                           # the grid: every combination is one setting
+      optimizer.lr: [2.0e-3, 5.0e-3]
+    randomness: all                 # or decompose
+    effect_size: 0.3                # AP points worth detecting
+    alpha: 0.05
+
+Randomness designs:
+
+- ``all`` (default): each trial sets ``seeds.seed`` to its trial seed, so initialisation, data
+  order and augmentation all change together (what "run it again with another seed" means).
+- ``decompose``: for each source in ``sources`` one varies over the seeds while the others stay
+  at the base job's values; ``nondeterminism`` repeats identical seeds, which isolates run-to-run
+  noise from kernels and reduction order (the reference's own single-seed setting).
+
+Every trial's job spec is built and validated at load, so an override that names an unknown key
+or an invalid value fails before anything runs, naming the setting and the field.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from sparse_rcnn.platform.spec.job import JobSpec, SeedSpec
+from sparse_rcnn.platform.spec.load import (
+    SpecError,
+    read_yaml,
+    resolve_extends,
+    set_paths,
+    validate,
+)
+
+SOURCES = ("init", "data_order", "augmentation", "nondeterminism")
+SEED_SOURCES = SOURCES[:3]
+METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+# Fields a study owns: varying them through `vary` or `set` would break the design.
+RESERVED_PREFIXES = ("seeds", "name", "mlflow.run_name")
+
+
+class StudySpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    job: str = Field(..., description="base job spec, relative to the study file")
+    set: dict[str, Any] = Field(
+        default_factory=dict, description="dotted-path overrides applied to every trial"
+    )
+    seeds: int | list[int] = Field(4, description="a count (seeds 0..n-1) or an explicit list")
+    vary: dict[str, list[Any]] = Field(
+        default_factory=dict, description="dotted path -> values; the grid of settings"
+    )
+    randomness: Literal["all", "decompose"] = "all"
+    sources: list[Literal["init", "data_order", "augmentation", "nondeterminism"]] = Field(
+        default_factory=lambda: list(SOURCES), description="decompose only: which sources"
+    )
+    metric: Literal["AP", "AP50", "AP75", "APs", "APm", "APl"] = Field(
+        "AP", description="the primary metric of the report"
+    )
+    effect_size: float = Field(0.3, gt=0, description="AP points a comparison should detect")
+    alpha: float = Field(0.05, gt=0, lt=1)
+    max_concurrent_trials: int | None = Field(
+        None, ge=1, description="null: as many as the cluster's resources hold"
+    )
+    max_failures: int = Field(
+        0, ge=0, description="Tune retries of a trial whose driver died (not training failures)"
+    )
+    bootstrap_replicates: int = Field(1000, ge=0, description="image bootstrap; 0: skip")
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: int | list[int]) -> int | list[int]:
+        if isinstance(v, int):
+            if v < 1:
+                raise ValueError(f"seeds must be a count >= 1 or a list, got {v}")
+        else:
+            if not v:
+                raise ValueError("seeds: the list is empty")
+            if any(s < 0 for s in v):
+                raise ValueError(f"seeds must be >= 0, got {v}")
+            if len(set(v)) != len(v):
+                raise ValueError(f"seeds must be distinct, got {v}")
+        return v
+
+    @field_validator("vary")
+    @classmethod
+    def _vary(cls, v: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for path, values in v.items():
+            _check_path(path, "vary")
+            if not values:
+                raise ValueError(f"{path}: needs at least one value")
+            if len({repr(x) for x in values}) != len(values):
+                raise ValueError(f"{path}: values repeat: {values}")
+        return v
+
+    @field_validator("set")
+    @classmethod
+    def _set(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for path in v:
+            _check_path(path, "set")
+        return v
+
+    @model_validator(mode="after")
+    def _design(self) -> StudySpec:
+        if self.randomness == "decompose" and not self.sources:
+            raise ValueError("sources: decompose needs at least one source")
+        if len(set(self.sources)) != len(self.sources):
+            raise ValueError(f"sources: repeated entries in {self.sources}")
+        overlap = set(self.set) & set(self.vary)
+        if overlap:
+            raise ValueError(f"{sorted(overlap)} appear in both set and vary")
+        return self
+
+    @property
+    def seed_list(self) -> list[int]:
+        return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
+
+
+def _check_path(path: str, section: str) -> None:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", path):
+        raise ValueError(f"{path!r} is not a dotted key path like optimizer.lr")
+    for reserved in RESERVED_PREFIXES:
+        if path == reserved or path.startswith(reserved + "."):
+            raise ValueError(
+                f"{section}.{path}: the study sets {reserved} itself (use seeds/randomness)"
+            )
+
+
+@dataclass(frozen=True)
+class Setting:
+    index: int
+    overrides: dict[str, Any]
+
+    @property
+    def label(self) -> str:
+        """``optimizer.lr=0.002,model.overrides.num_proposals=16``; ``base`` with no overrides."""
+        if not self.overrides:
+            return "base"
+        return ",".join(f"{k}={_short(v)}" for k, v in self.overrides.items())
+
+
+def _short(v: Any) -> str:
+    return format(v, "g") if isinstance(v, float) else str(v)
+
+
+@dataclass(frozen=True)
+class TrialPlan:
+    """One trial: its setting, which randomness source it varies and the seeds it uses."""
+
+    key: str  # stable id within the study: s<setting>-<source>-r<replicate>
+    setting: int
+    setting_label: str
+    overrides: dict[str, Any]
+    source: str  # "all" or one of SOURCES
+    replicate: int
+    seed: int  # the trial seed (for nondeterminism: the replicate's nominal seed)
+    seeds: dict[str, int]  # resolved init / data_order / augmentation
+    job: dict[str, Any] = field(repr=False)  # the trial's full job spec (JSON-able)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class Study:
+    spec: StudySpec
+    path: Path | None
+    base_job: dict[str, Any]  # the base job after extends and `set`
+    settings: list[Setting]
+    trials: list[TrialPlan]
+
+    @property
+    def base_spec(self) -> JobSpec:
+        return JobSpec.model_validate(self.base_job)
+
+
+def _settings(spec: StudySpec) -> list[Setting]:
+    keys = list(spec.vary)
+    combos = itertools.product(*(spec.vary[k] for k in keys)) if keys else [()]
+    return [Setting(i, dict(zip(keys, c, strict=True))) for i, c in enumerate(combos)]
+
+
+def _trial_seeds(
+    spec: StudySpec, base_seeds: dict[str, int], source: str, seed: int
+) -> dict[str, int]:
+    if source == "all":
+        return SeedSpec(seed=seed).resolved()
+    if source == "nondeterminism":
+        return dict(base_seeds)
+    return {**base_seeds, source: SeedSpec(seed=seed).resolved()[source]}
+
+
+def build_study(spec: StudySpec, base_job: dict[str, Any], path: Path | None = None) -> Study:
+    """Expand ``spec`` over ``base_job`` (a job mapping, extends already merged) into validated
+    trials. Raises :class:`SpecError` naming the setting and the field on an invalid trial."""
+    source_name = str(path) if path else f"study {spec.name}"
+    base = set_paths(base_job, spec.set, source=f"{source_name}: set")
+    base_spec = validate(JobSpec, base, f"{source_name}: base job with `set`")
+    base_seeds = base_spec.seeds.resolved()
+    sources = ["all"] if spec.randomness == "all" else list(spec.sources)
+    trials = []
+    for setting in _settings(spec):
+        data = set_paths(base, setting.overrides, source=f"{source_name}: vary")
+        validate(JobSpec, data, f"{source_name}: setting {setting.index} ({setting.label})")
+        for source in sources:
+            for rep, seed in enumerate(spec.seed_list):
+                seeds = _trial_seeds(spec, base_seeds, source, seed)
+                key = f"s{setting.index}-{source}-r{rep}"
+                job = dict(data)
+                job["seeds"] = {"seed": seed, **seeds}
+                job["name"] = f"{spec.name}-{key}"
+                job = JobSpec.model_validate(job).model_dump(mode="json")
+                trials.append(
+                    TrialPlan(
+                        key,
+                        setting.index,
+                        setting.label,
+                        setting.overrides,
+                        source,
+                        rep,
+                        seed,
+                        seeds,
+                        job,
+                    )
+                )
+    return Study(spec, path, base, _settings(spec), trials)
+
+
+def load_study(path: str | Path) -> Study:
+    """Read and validate a study spec and every trial it expands to."""
+    path = Path(path)
+    data = read_yaml(path)
+    spec = validate(StudySpec, data, str(path))
+    job_path = (path.parent / spec.job).resolve()
+    if not job_path.is_file():
+        raise SpecError(f"{path}: job: base job spec not found: {job_path}")
+    return build_study(spec, resolve_extends(job_path), path)
+
+
+def study_from_dict(data: dict[str, Any], base_job: dict[str, Any]) -> Study:
+    """A study from mappings (the resolved copy a study folder keeps, for resume and report)."""
+    return build_study(validate(StudySpec, data, "study"), base_job)

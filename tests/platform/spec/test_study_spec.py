@@ -1,0 +1,86 @@
+"""Study specs: expansion into trials, the randomness designs, and named errors."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from sparse_rcnn.platform.spec.job import SeedSpec
+from sparse_rcnn.platform.spec.load import SpecError
+from sparse_rcnn.platform.spec.study import load_study
+
+
+@pytest.fixture
+def write(tmp_path, small_job):
+    """Write the small job as base.yaml and ``study`` as study.yaml; return load_study's."""
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(small_job(**{"seeds.seed": 7})))
+
+    def make(**study):
+        data = {"name": "st", "job": "base.yaml", **study}
+        path = tmp_path / "study.yaml"
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        return load_study(path)
+
+    return make
+
+
+def test_all_design_is_settings_times_seeds(write):
+    study = write(
+        seeds=3, vary={"optimizer.lr": [1e-3, 2e-3], "model.overrides.num_proposals": [8, 16]}
+    )
+    assert len(study.settings) == 4 and len(study.trials) == 12
+    assert [s.label for s in study.settings][:2] == [
+        "optimizer.lr=0.001,model.overrides.num_proposals=8",
+        "optimizer.lr=0.001,model.overrides.num_proposals=16",
+    ]
+    keys = [t.key for t in study.trials]
+    assert len(set(keys)) == 12 and keys[0] == "s0-all-r0"
+    t = study.trials[5]  # setting 1, seed 2
+    assert (t.setting, t.seed, t.source) == (1, 2, "all")
+    assert t.job["optimizer"]["lr"] == 1e-3
+    assert t.job["model"]["overrides"] == {"num_proposals": 16, "num_stages": 2}
+    # Every source follows the trial seed, exactly as a job with seeds.seed = 2 would.
+    assert t.seeds == SeedSpec(seed=2).resolved()
+    assert t.job["seeds"] == {"seed": 2, **t.seeds}
+    assert t.job["name"] == "st-s1-all-r2"
+
+
+def test_decompose_varies_one_source_at_a_time(write):
+    study = write(seeds=[3, 4], randomness="decompose")
+    base = SeedSpec(seed=7).resolved()  # the base job's seeds
+    by = {(t.source, t.replicate): t.seeds for t in study.trials}
+    assert len(study.trials) == 4 * 2
+    for source in ("init", "data_order", "augmentation"):
+        for rep, seed in enumerate([3, 4]):
+            expected = {**base, source: SeedSpec(seed=seed).resolved()[source]}
+            assert by[(source, rep)] == expected
+    assert by[("nondeterminism", 0)] == by[("nondeterminism", 1)] == base
+    assert by[("init", 0)]["init"] != by[("init", 1)]["init"]
+
+
+def test_explicit_sources_and_base_setting(write):
+    study = write(seeds=2, randomness="decompose", sources=["init", "nondeterminism"])
+    assert [s.label for s in study.settings] == ["base"]
+    assert {t.source for t in study.trials} == {"init", "nondeterminism"}
+
+
+@pytest.mark.parametrize(
+    ("study", "message"),
+    [
+        ({"vary": {"optimizer.lrr": [1e-3]}}, "optimizer.lrr: unknown key"),
+        ({"vary": {"optimizer.lr": [-1.0]}}, "setting 0 (optimizer.lr=-1)"),
+        ({"vary": {"optimizer.lr": []}}, "optimizer.lr: needs at least one value"),
+        ({"vary": {"seeds.init": [1, 2]}}, "the study sets seeds itself"),
+        ({"set": {"name": "x"}}, "the study sets name itself"),
+        ({"seeds": 0}, "seeds must be a count >= 1"),
+        ({"seeds": [1, 1]}, "seeds must be distinct"),
+        ({"randomness": "some"}, "randomness: Input should be 'all' or 'decompose'"),
+        ({"alpha": 1.5}, "alpha: Input should be less than 1"),
+        ({"effect": 0.3}, "effect: unknown key"),
+        ({"job": "missing.yaml"}, "base job spec not found"),
+    ],
+)
+def test_bad_study_specs_name_the_field(write, study, message):
+    with pytest.raises(SpecError, match=None) as info:
+        write(**study)
+    assert message in str(info.value)
