@@ -18,6 +18,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("predict", "run a checkpoint on images, write COCO detections"),
     "eval": ("eval", "COCO box AP of detections, with bootstrap confidence intervals"),
     "train": ("train", "train a job spec on Ray Train, tracked in MLflow"),
+    "study": ("study", "run a seed-variance study on Ray Tune, then report it"),
+    "report": ("report", "statistics and conclusions of a finished study"),
     "submit": ("submit", "submit a job spec to a Ray cluster (Ray Jobs API)"),
     "jobs": ("jobs", "list, follow or stop jobs submitted to a Ray cluster"),
     "ui": ("ui", "start the MLflow UI on the embedded store"),

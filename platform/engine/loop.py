@@ -217,6 +217,7 @@ def run_training(
                 if last:
                     logger.log_detections(dets, epoch + 1)
             metrics = dist.broadcast(metrics)
+            epoch_metrics["eval_epoch"] = epoch + 1  # marks the reports that evaluated
         epoch_metrics.update(metrics)
         if dist.is_main:
             ap = (

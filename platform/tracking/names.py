@@ -16,3 +16,12 @@ TAG_ERROR = "error"
 ARTIFACT_SPEC = "job_spec.yaml"
 ARTIFACT_CHECKPOINT_DIR = "checkpoint"
 ARTIFACT_DETECTIONS_DIR = "detections"
+
+# Seed-variance studies: the parent run and each trial's child run carry these tags.
+TAG_STUDY_ID = "study.id"
+TAG_STUDY_ROLE = "study.role"  # "parent" or "trial"
+TAG_STUDY_TRIAL = "study.trial"  # the trial key, e.g. s0-all-r2
+TAG_STUDY_SETTING = "study.setting"  # the setting label, e.g. optimizer.lr=0.002
+TAG_STUDY_SOURCE = "study.source"  # all / init / data_order / augmentation / nondeterminism
+TAG_STUDY_RESULT = "study.result"  # the finished trial's result (JSON), set once at its end
+ARTIFACT_STUDY_RESULTS = "results.parquet"

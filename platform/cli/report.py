@@ -1,0 +1,49 @@
+"""``sparse-rcnn report STUDY_ID``: a finished study's statistics as report.md / report.json in
+the study folder, logged to the study's parent MLflow run."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "Write a study's report (report.md, report.json) and log it to its MLflow parent run."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("study_id", metavar="STUDY_ID", help="as printed by sparse-rcnn study")
+    parser.add_argument(
+        "--replicates",
+        type=int,
+        default=None,
+        help="image-bootstrap replicates (default: the study spec's; 0 skips)",
+    )
+    parser.add_argument("--no-log", action="store_true", help="do not log to MLflow")
+
+
+def print_report(study_id: str, replicates: int | None = None, log: bool = True) -> None:
+    from sparse_rcnn.platform.cli.main import UserError
+    from sparse_rcnn.platform.orchestration.study import StudyError
+    from sparse_rcnn.platform.orchestration.study_report import write_report
+    from sparse_rcnn.platform.tracking.report import ui_command
+
+    try:
+        report, md = write_report(study_id, replicates=replicates, log=log)
+    except StudyError as e:
+        raise UserError(str(e)) from None
+    print("conclusions:")
+    for line in report["conclusions"]:
+        print(f"  {line}" if not line.startswith("  ") else f"    {line.strip()}")
+    print(f"report: {md} (and report.json)")
+    ml = report["mlflow"]
+    print(
+        f"MLflow: parent run {ml['parent_run_id']} in experiment {ml['experiment']!r}; "
+        f"browse it: {ui_command(ml['tracking_uri'])}"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.replicates is not None and args.replicates < 0:
+        from sparse_rcnn.platform.cli.main import UserError
+
+        raise UserError(f"--replicates must be >= 0, got {args.replicates}")
+    print_report(args.study_id, args.replicates, log=not args.no_log)
+    return 0

@@ -1,0 +1,182 @@
+"""Seed studies end to end: Ray Tune over Ray Train runs on the local Ray, a real MLflow server,
+the results table, the report, and resume after the driver is killed."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from sparse_rcnn.platform.orchestration.results import read_results
+from sparse_rcnn.platform.orchestration.study import (
+    StudyError,
+    resume_study,
+    start_study,
+    study_folder,
+)
+from sparse_rcnn.platform.orchestration.study_report import write_report
+from sparse_rcnn.platform.spec.study import load_study
+from sparse_rcnn.platform.stats.summary import summarize
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+
+@pytest.fixture
+def study_file(tmp_path, small_job, mlflow_server):
+    """Factory: a study over the small job (1 worker, 2 epochs, evaluated each epoch)."""
+
+    def make(experiment: str, **study) -> str:
+        job = small_job(
+            **{
+                "mlflow.tracking_uri": mlflow_server,
+                "mlflow.experiment": experiment,
+                "eval_interval": 1,
+            }
+        )
+        (tmp_path / "base.yaml").write_text(yaml.safe_dump(job))
+        data = {"name": "t", "job": "base.yaml", "bootstrap_replicates": 200, **study}
+        path = tmp_path / "study.yaml"
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        return str(path)
+
+    return make
+
+
+def _children(client, experiment, parent_id):
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    kids = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent_id]
+    return runs, kids
+
+
+def test_a_2x3_study_has_a_parent_six_children_results_and_a_report(
+    study_file, mlflow_server, local_ray, state_dir
+):
+    study = load_study(study_file("study-e2e", seeds=3, vary={"optimizer.lr": [1e-3, 3e-3]}))
+    outcome = start_study(study)
+    assert outcome.finished and outcome.concurrency == 2
+
+    c = MlflowClient(mlflow_server)
+    runs, kids = _children(c, "study-e2e", outcome.parent_run_id)
+    assert len(runs) == 7 and len(kids) == 6
+    parent = c.get_run(outcome.parent_run_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.params["study.vary.optimizer.lr"] == "[0.001, 0.003]"
+    assert parent.data.params["study.num_trials"] == "6"
+    assert all(k.info.status == "FINISHED" for k in kids)
+    assert sorted(k.data.tags["study.trial"] for k in kids) == sorted(
+        f"s{s}-all-r{r}" for s in (0, 1) for r in (0, 1, 2)
+    )
+    assert {k.data.params["optimizer.lr"] for k in kids} == {"0.001", "0.003"}
+    assert len({k.data.tags["seed.init"] for k in kids}) == 3  # seeds shared across settings
+
+    rows = read_results(outcome.results_path)
+    assert len(rows) == 6 and all(r["status"] == "ok" for r in rows)
+    by_run = {k.info.run_id: k for k in kids}
+    for r in rows:
+        kid = by_run[r["run_id"]]
+        history = c.get_metric_history(r["run_id"], "val/AP")
+        assert r["eval_epochs"] == [1, 2] == sorted(m.step for m in history)
+        assert r["eval_AP"] == [m.value for m in sorted(history, key=lambda m: m.step)]
+        assert r["AP"] == pytest.approx(kid.data.metrics["val/AP"])
+        assert r["param.optimizer.lr"] == float(kid.data.params["optimizer.lr"])
+        assert r["seed_init"] == int(kid.data.tags["seed.init"])
+        assert r["wall_s"] > 0 and not r["reused"]
+    artifacts = {a.path for a in c.list_artifacts(outcome.parent_run_id)}
+    assert "results.parquet" in artifacts
+
+    report, md = write_report(outcome.study_id)
+    assert md.is_file() and (md.parent / "report.json").is_file()
+    assert {"report.md", "report.json"} <= {a.path for a in c.list_artifacts(outcome.parent_run_id)}
+    for i, s in enumerate(report["settings"]):
+        values = [100 * r["AP"] for r in rows if r["setting"] == i]
+        assert s["summary"]["mean"] == pytest.approx(np.mean(values))
+        assert s["summary"]["n"] == 3
+        expected_std = summarize(values).std
+        assert (s["summary"]["std"] or 0.0) == pytest.approx(expected_std)
+        assert s["test_set_noise"]["n_trials"] == 3  # one image-bootstrap SE per trial
+        assert s["test_set_noise"]["mean_test_se"] >= 0
+    (comp,) = report["comparisons"]
+    assert comp["a"] == "optimizer.lr=0.003" and comp["b"] == "optimizer.lr=0.001"
+    assert comp["comparison"]["difference"] == pytest.approx(
+        report["settings"][1]["summary"]["mean"] - report["settings"][0]["summary"]["mean"]
+    )
+    assert "paired_image_bootstrap" in comp
+    assert any(
+        line.startswith("Seed-to-seed sigma") or "sigma is undefined" in line
+        for line in report["conclusions"]
+    )
+    text = md.read_text()
+    assert "## Conclusions" in text and "## Per setting" in text
+
+
+def test_resume_after_the_driver_is_killed_runs_each_trial_once(
+    study_file, mlflow_server, local_ray, state_dir, tmp_path
+):
+    path = study_file(
+        "study-resume", seeds=2, vary={"optimizer.lr": [1e-3, 3e-3]}, bootstrap_replicates=0
+    )
+    address = local_ray.get_runtime_context().gcs_address
+    log = open(tmp_path / "driver.log", "w")  # noqa: SIM115
+    driver = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sparse_rcnn.platform.cli.main",
+            "study",
+            path,
+            "--address",
+            address,
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env=dict(os.environ),
+    )
+    c = MlflowClient(mlflow_server)
+    deadline = time.monotonic() + 300
+    done_before: dict[str, int] = {}
+    try:
+        while time.monotonic() < deadline and not done_before:
+            time.sleep(2)
+            assert driver.poll() is None, (tmp_path / "driver.log").read_text()[-3000:]
+            exp = c.get_experiment_by_name("study-resume")
+            if exp is None:
+                continue
+            for r in c.search_runs([exp.experiment_id]):
+                if "study.result" in r.data.tags:
+                    done_before[r.data.tags["study.trial"]] = r.info.end_time
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)  # the driver dies hard, mid-study
+        driver.wait()
+        log.close()
+    assert done_before, "no trial finished before the deadline"
+    study_id = next(p.name for p in (state_dir / "studies").iterdir())
+    with pytest.raises(StudyError, match="no results.parquet yet"):
+        write_report(study_id)
+
+    outcome = resume_study(study_id)
+    assert outcome.finished
+    _, kids = _children(c, "study-resume", outcome.parent_run_id)
+    keys = sorted(k.data.tags["study.trial"] for k in kids)
+    assert keys == ["s0-all-r0", "s0-all-r1", "s1-all-r0", "s1-all-r1"]  # one run per trial
+    assert all(k.info.status == "FINISHED" for k in kids)
+    assert c.get_run(outcome.parent_run_id).info.status == "FINISHED"
+    rows = {r["trial_key"]: r for r in read_results(outcome.results_path)}
+    for key, end_time in done_before.items():
+        run = next(k for k in kids if k.data.tags["study.trial"] == key)
+        assert run.info.end_time == end_time, f"{key} was trained again"
+        assert rows[key]["reused"]
+    assert all(r["status"] == "ok" and math.isfinite(r["AP"]) for r in rows.values())
+    report, _ = write_report(study_id, replicates=0, log=False)
+    assert report["trials"] == {"total": 4, "ok": 4, "failed": []}
+    assert json.loads((study_folder(study_id) / "study.json").read_text())["study_id"] == study_id
