@@ -246,15 +246,21 @@ class StudyProgress(tune.Callback):
     """One terminal line whenever a trial starts, evaluates or ends: trials done / running /
     pending, the best and worst final AP so far, elapsed time and an ETA."""
 
-    def __init__(self, study_id: str, metric: str, concurrency: int):
-        self.study_id, self.metric, self.concurrency = study_id, metric, concurrency
+    def __init__(self, study_id: str, metric: str, concurrency: int, total: int):
+        self.study_id, self.metric = study_id, metric
+        self.concurrency, self.total = concurrency, total
         self._start: float | None = None
         self._finals: dict[str, float] = {}
         self._walls: list[float] = []
         self._started: dict[str, float] = {}
 
     def __getstate__(self) -> dict[str, Any]:  # restored studies start a fresh clock
-        return {"study_id": self.study_id, "metric": self.metric, "concurrency": self.concurrency}
+        return {
+            "study_id": self.study_id,
+            "metric": self.metric,
+            "concurrency": self.concurrency,
+            "total": self.total,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(**state)
@@ -286,9 +292,11 @@ class StudyProgress(tune.Callback):
     def _print(self, trials, event: str) -> None:
         now = time.monotonic()
         self._start = self._start or now
+        # Tune creates trials lazily (max_concurrent_trials): not-yet-created ones are pending.
         done = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
         running = [t for t in trials if t.status == "RUNNING"]
-        pending = sum(t.status == "PENDING" for t in trials)
+        total = max(self.total, len(trials))
+        pending = total - done - len(running)
         finite = [v for v in self._finals.values() if math.isfinite(v)]
         span = (
             f" | {self.metric} best {100 * max(finite):.2f} worst {100 * min(finite):.2f}"
@@ -303,7 +311,7 @@ class StudyProgress(tune.Callback):
             )
             eta = f", ETA {_clock(left / max(self.concurrency, 1))}"
         print(
-            f"[{self.study_id}] {done}/{len(trials)} done, {len(running)} running, "
+            f"[{self.study_id}] {done}/{total} done, {len(running)} running, "
             f"{pending} pending{span} | {_clock(now - self._start)} elapsed{eta} | {event}",
             flush=True,
         )
@@ -385,7 +393,7 @@ def start_study(
             name=TUNE_NAME,
             storage_path=str(folder),
             verbose=0,
-            callbacks=[StudyProgress(study_id, study.spec.metric, concurrency)],
+            callbacks=[StudyProgress(study_id, study.spec.metric, concurrency, len(study.trials))],
             failure_config=tune.FailureConfig(max_failures=study.spec.max_failures),
         ),
     )
