@@ -435,6 +435,7 @@ def _fit(tuner: tune.Tuner, record: StudyRecord, folder: Path, concurrency: int)
         _stop(record, f"{type(e).__name__}: {e}", status="FAILED")
         raise StudyError(f"study {record.study_id} failed: {e}") from e
     wall = time.perf_counter() - start
+    _record_timing(folder, wall, concurrency)
     table = results_table(grid, record)
     finished = all(r["status"] in ("ok", "failed") for r in table)
     if not finished:
@@ -444,6 +445,15 @@ def _fit(tuner: tune.Tuner, record: StudyRecord, folder: Path, concurrency: int)
     log_artifact(uri, parent, path)
     finish_run(uri, parent, "FINISHED")
     return StudyOutcome(record.study_id, folder, parent, uri, True, path, wall, concurrency)
+
+
+def _record_timing(folder: Path, wall_s: float, concurrency: int) -> None:
+    """Append this ``Tuner.fit()``'s wall time to ``timing.json`` (one entry per start or
+    resume), for packing-efficiency measurements (``bench/study_packing.py``)."""
+    path = folder / "timing.json"
+    fits = json.loads(path.read_text()) if path.is_file() else []
+    fits.append({"wall_s": wall_s, "concurrency": concurrency, "ended": time.time()})
+    path.write_text(json.dumps(fits, indent=1))
 
 
 def _stop(record: StudyRecord, why: str, status: str = "KILLED") -> None:

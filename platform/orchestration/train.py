@@ -8,6 +8,7 @@ wrap Ray's checkpoint API in a :class:`Reporter`, call the plain engine.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tempfile
 import traceback
@@ -86,11 +87,21 @@ class RayReporter:
             ray.train.report(metrics, checkpoint=ray_ckpt)
 
 
+def _match_threads_to_cpus() -> None:
+    """One torch thread per CPU this worker reserved (at least one), set explicitly instead of
+    relying on the ``OMP_NUM_THREADS`` Ray exports at process start: N one-CPU workers (or
+    study trials) on N cores must never run more compute threads than cores."""
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
+    if cpus:
+        torch.set_num_threads(max(1, math.floor(cpus + 1e-6)))
+
+
 def train_worker(config: dict[str, Any]) -> dict[str, Any]:
     """Runs on every Ray Train worker. Returns rank 0's outcome to the driver; a diverged run
     returns ``{"status": "diverged"}`` on every rank (all ranks agree) instead of raising, so the
     failure policy does not restart a run that would diverge again."""
     spec = JobSpec.model_validate(config["spec"])
+    _match_threads_to_cpus()
     paths = DatasetPaths(**config["paths"])
     if spec.dataset.kind == "synthetic" and not Path(paths.train_ann).exists():
         # A worker on another node: generation is deterministic, so it makes its own copy.

@@ -220,7 +220,7 @@ def _conclusions(r: dict[str, Any]) -> list[str]:
         )
     if "seeds_per_arm_80" in p:
         txt = (
-            f"To detect {eff:g} {m} at {1 - alpha:.0%} confidence with 80% power you need "
+            f"To detect {eff:g} {m} at alpha {alpha:g} with 80% power you need "
             f"{p['seeds_per_arm_80']} seeds per setting (90% power: {p['seeds_per_arm_90']})"
         )
         if "seeds_per_arm_80_at_sigma_ci_high" in p:

@@ -4,6 +4,7 @@ trial, found again by tags so that a resumed study never creates a second run fo
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -121,4 +122,5 @@ def download_detections(uri: str, run_id: str, dest: str | Path) -> Path | None:
 
     latest = max(files, key=epoch)
     Path(dest).mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per trial
     return Path(c.download_artifacts(run_id, latest, str(dest)))

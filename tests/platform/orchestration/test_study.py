@@ -180,3 +180,28 @@ def test_resume_after_the_driver_is_killed_runs_each_trial_once(
     report, _ = write_report(study_id, replicates=0, log=False)
     assert report["trials"] == {"total": 4, "ok": 4, "failed": []}
     assert json.loads((study_folder(study_id) / "study.json").read_text())["study_id"] == study_id
+
+
+def test_a_failed_trial_is_recorded_and_excluded_not_retried(
+    study_file, mlflow_server, local_ray, state_dir, tmp_path, monkeypatch
+):
+    marker = tmp_path / "failed-once"
+    monkeypatch.setenv("SPARSE_RCNN_FAIL_ONCE", f"0:1:{marker}")  # the first trial fails
+    path = study_file("study-fail", seeds=2, max_concurrent_trials=1, bootstrap_replicates=0,
+                      set={"max_failures": 0})  # fmt: skip
+    outcome = start_study(load_study(path))
+    assert outcome.finished and marker.exists()
+    rows = {r["trial_key"]: r for r in read_results(outcome.results_path)}
+    failed, ok = rows["s0-all-r0"], rows["s0-all-r1"]
+    assert failed["status"] == "failed" and math.isnan(failed["AP"])
+    assert "injected failure" in failed["error"]
+    assert ok["status"] == "ok" and math.isfinite(ok["AP"])
+    c = MlflowClient(mlflow_server)
+    assert c.get_run(failed["run_id"]).info.status == "FAILED"
+    assert c.get_run(outcome.parent_run_id).info.status == "FINISHED"
+    report, _ = write_report(outcome.study_id, log=False)
+    assert [f["trial"] for f in report["trials"]["failed"]] == ["s0-all-r0"]
+    summary = report["settings"][0]["summary"]
+    assert (summary["n"], summary["n_nan"]) == (1, 1)
+    assert summary["mean"] == pytest.approx(100 * ok["AP"])  # the NaN is never averaged in
+    assert report["conclusions"][0].startswith("1 trial(s) failed")
