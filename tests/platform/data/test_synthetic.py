@@ -104,3 +104,31 @@ def test_cli(tmp_path, capsys):
 def test_bad_arguments(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
         make_synthetic(tmp_path, **kwargs)
+
+
+def test_easy_difficulty_is_a_smaller_problem(tmp_path):
+    from sparse_rcnn.platform.data.synthetic import render_image
+
+    ds = make_synthetic(tmp_path / "e", 24, seed=3, val_fraction=0.25, min_size=96,
+                        max_size=128, difficulty="easy")  # fmt: skip
+    data = json.loads(ds.train_ann.read_text())
+    assert [c["id"] for c in data["categories"]] == [
+        c.category_id for c in SYNTHETIC_CATEGORIES[:3]
+    ]
+    assert data["info"]["difficulty"] == "easy"
+    per_image = {}
+    for a in data["annotations"]:
+        per_image.setdefault(a["image_id"], []).append(a)
+        assert a["iscrowd"] == 0
+    sizes = {im["id"]: (im["height"], im["width"]) for im in data["images"]}
+    assert set(per_image) == set(sizes)  # no empty images
+    for image_id, anns in per_image.items():
+        assert 1 <= len(anns) <= 3
+        h, w = sizes[image_id]
+        for a in anns:  # large: a visible box side of at least ~30% of the short side * 0.5
+            assert max(a["bbox"][2], a["bbox"][3]) >= 0.15 * min(h, w)
+    a1, _ = render_image(3, 5, 96, 128, "easy")
+    a2, _ = render_image(3, 5, 96, 128, "easy")
+    assert (a1 == a2).all()
+    with pytest.raises(ValueError, match="difficulty must be one of"):
+        render_image(3, 5, 96, 128, "hard")

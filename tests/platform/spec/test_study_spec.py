@@ -84,3 +84,16 @@ def test_bad_study_specs_name_the_field(write, study, message):
     with pytest.raises(SpecError, match=None) as info:
         write(**study)
     assert message in str(info.value)
+
+
+def test_every_study_in_the_repo_validates():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    files = sorted((root / "jobs" / "studies").glob("*.yaml")) + sorted(
+        (root / "bench" / "specs").glob("*.yaml")
+    )
+    assert files
+    for f in files:
+        study = load_study(f)
+        assert len(study.trials) == len(study.settings) * len(study.spec.seed_list)
