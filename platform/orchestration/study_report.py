@@ -39,8 +39,9 @@ REPORT_JSON = "report.json"
 
 def _image_bootstrap(
     record: StudyRecord, rows: list[dict[str, Any]], replicates: int, metric: str
-) -> tuple[dict[str, float], list[dict[str, Any]], list[str]]:
-    """Per-trial bootstrap SE of ``metric`` and paired differences (fraction units)."""
+) -> tuple[dict[str, float], dict[str, tuple[float, float]], list[dict[str, Any]], list[str]]:
+    """Per-trial bootstrap SE and percentile CI of ``metric``, paired differences between
+    settings (fraction units), and notes on what could not be computed."""
     study = record.study()
     plans = {p.key: p for p in study.trials}
     notes: list[str] = []
@@ -65,10 +66,11 @@ def _image_bootstrap(
             gts[val_ann] = gt
             accs[row["trial_key"]] = (acc, val_ann)
     index = metric_names().index(metric)
-    test_se = {}
+    test_se, test_ci = {}, {}
     for key, (acc, _) in accs.items():
         res = bootstrap_prepared(acc, replicates, seed=0)
         test_se[key] = float(res.std_error[index])
+        test_ci[key] = (float(res.ci_low[index]), float(res.ci_high[index]))
     paired = []
     labels: list[str] = []
     for r in rows:
@@ -107,7 +109,7 @@ def _image_bootstrap(
                 "trials": [other, base],
             }
         )
-    return test_se, paired, notes
+    return test_se, test_ci, paired, notes
 
 
 def write_report(
@@ -125,15 +127,16 @@ def write_report(
     rows = read_results(results)
     spec = record.study().spec
     replicates = spec.bootstrap_replicates if replicates is None else replicates
-    test_se, paired, notes = ({}, [], [])
+    test_se, test_ci, paired, notes = ({}, {}, [], [])
     if replicates > 0:
-        test_se, paired, notes = _image_bootstrap(record, rows, replicates, spec.metric)
+        test_se, test_ci, paired, notes = _image_bootstrap(record, rows, replicates, spec.metric)
     report = analyze(
         rows,
         metric=spec.metric,
         effect_size=spec.effect_size,
         alpha=spec.alpha,
         test_se=test_se,
+        test_ci=test_ci,
         paired=paired,
         study_id=study_id,
     )

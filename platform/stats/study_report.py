@@ -82,15 +82,18 @@ def analyze(
     effect_size: float = 0.3,
     alpha: float = 0.05,
     test_se: Mapping[str, float] | None = None,
+    test_ci: Mapping[str, tuple[float, float]] | None = None,
     paired: Sequence[Mapping[str, Any]] | None = None,
     study_id: str = "",
 ) -> dict[str, Any]:
     """The full report as a JSON-able dict (module doc for every statistic). ``test_se`` maps a
-    trial key to its bootstrap SE of ``metric`` (fraction units); ``paired`` holds dicts with
+    trial key to its bootstrap SE of ``metric`` and ``test_ci`` to its percentile CI (fraction
+    units), listed per trial beside its value; ``paired`` holds dicts with
     ``a``, ``b`` (setting labels), ``diff``, ``ci_low``, ``ci_high``, ``prob_positive`` (fraction
     units) from paired image bootstraps."""
     confidence = 1.0 - alpha
     test_se = dict(test_se or {})
+    test_ci = dict(test_ci or {})
     labels: list[str] = []
     for r in rows:
         if r["setting_label"] not in labels:
@@ -111,6 +114,21 @@ def analyze(
         "design": design,
         "trials": {"total": len(rows), "ok": len(rows) - len(failed), "failed": failed},
         "settings": [],
+        "per_trial": [
+            {
+                "trial": r["trial_key"],
+                "setting": r["setting_label"],
+                "source": r["source"],
+                "seed": r.get("seed"),
+                "status": r["status"],
+                "value": POINTS * _value(r, metric),
+                "test_se": POINTS * test_se[r["trial_key"]] if r["trial_key"] in test_se else None,
+                "test_ci": [POINTS * v for v in test_ci[r["trial_key"]]]
+                if r["trial_key"] in test_ci
+                else None,
+            }
+            for r in rows
+        ],
         "conclusions": [],
     }
     warns: list[str] = []
@@ -339,6 +357,20 @@ def to_markdown(r: dict[str, Any]) -> str:
                 f"{_fmt(c['welch_p_holm'], 3)} | {_fmt(k['mann_whitney_p'], 3)} | {pi} | "
                 f"{_fmt(k['hedges_g'])} | {paired} |"
             )
+    lines += [
+        "",
+        f"## Per trial ({m}; test-set CI: image bootstrap of the validation set)",
+        "",
+        "| trial | setting | source | seed | status | value | bootstrap SE | 95% CI |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for t in r["per_trial"]:
+        ci = t["test_ci"]
+        lines.append(
+            f"| {t['trial']} | {t['setting']} | {t['source']} | {t['seed']} | {t['status']} | "
+            f"{_fmt(t['value'])} | {_fmt(t['test_se'])} | "
+            f"{f'{_fmt(ci[0])}-{_fmt(ci[1])}' if ci else 'n/a'} |"
+        )
     p = r["power"]
     n80, n90 = p.get("seeds_per_arm_80", "n/a"), p.get("seeds_per_arm_90", "n/a")
     lines += [

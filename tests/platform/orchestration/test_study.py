@@ -105,6 +105,7 @@ def test_a_2x3_study_has_a_parent_six_children_results_and_a_report(
         assert (s["summary"]["std"] or 0.0) == pytest.approx(expected_std)
         assert s["test_set_noise"]["n_trials"] == 3  # one image-bootstrap SE per trial
         assert s["test_set_noise"]["mean_test_se"] >= 0
+    assert all(t["test_ci"] and t["test_ci"][0] <= t["test_ci"][1] for t in report["per_trial"])
     (comp,) = report["comparisons"]
     assert comp["a"] == "optimizer.lr=0.003" and comp["b"] == "optimizer.lr=0.001"
     assert comp["comparison"]["difference"] == pytest.approx(

@@ -133,3 +133,17 @@ def test_an_ap_of_zero_is_a_value_not_a_failure():
     r = analyze(rows_for({"a": [0.0, 0.0], "b": [0.0, 0.01]}))
     assert r["trials"]["ok"] == 4 and r["trials"]["failed"] == []
     assert r["settings"][1]["summary"]["mean"] == pytest.approx(0.5)
+
+
+def test_each_trial_is_listed_with_its_test_set_ci():
+    rows = rows_for({"a": A[:2]})
+    r = analyze(rows, test_se={"s0-all-r0": 0.004}, test_ci={"s0-all-r0": (0.295, 0.31)})
+    t0, t1 = r["per_trial"]
+    assert (t0["trial"], t0["value"], t0["test_se"]) == (
+        "s0-all-r0",
+        pytest.approx(30.1),
+        pytest.approx(0.4),
+    )
+    assert t0["test_ci"] == pytest.approx([29.5, 31.0])
+    assert t1["test_ci"] is None and t1["test_se"] is None
+    assert "| s0-all-r0 | a | all |" in to_markdown(r)
