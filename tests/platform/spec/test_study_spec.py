@@ -96,4 +96,5 @@ def test_every_study_in_the_repo_validates():
     assert files
     for f in files:
         study = load_study(f)
-        assert len(study.trials) == len(study.settings) * len(study.spec.seed_list)
+        arms = 1 if study.spec.randomness == "all" else len(study.spec.sources)
+        assert len(study.trials) == len(study.settings) * arms * len(study.spec.seed_list)
