@@ -47,12 +47,9 @@ def worker_bundle(scaling: ScalingSpec) -> dict[str, float]:
 def check_resources(scaling: ScalingSpec, nodes: list[dict[str, Any]] | None = None) -> None:
     """Raise :class:`ResourceError` naming what is missing when ``scaling`` cannot be placed:
     a resource the cluster lacks in total, or a worker bundle no single node can hold."""
-    nodes = nodes if nodes is not None else [n for n in ray.nodes() if n.get("Alive")]
+    nodes = nodes if nodes is not None else alive_nodes()
     bundle = worker_bundle(scaling)
-    totals: dict[str, float] = {}
-    for n in nodes:
-        for k, v in n.get("Resources", {}).items():
-            totals[k] = totals.get(k, 0.0) + v
+    totals = cluster_totals(nodes)
     need = {k: v * scaling.num_workers for k, v in bundle.items()}
     short = {k: (v, totals.get(k, 0.0)) for k, v in need.items() if v > totals.get(k, 0.0) + 1e-9}
     if short:
@@ -65,6 +62,19 @@ def check_resources(scaling: ScalingSpec, nodes: list[dict[str, Any]] | None = N
                for n in nodes)  # fmt: skip
     if not fits:
         raise ResourceError(f"no single node can hold one worker's resources {bundle}")
+
+
+def alive_nodes() -> list[dict[str, Any]]:
+    return [n for n in ray.nodes() if n.get("Alive")]
+
+
+def cluster_totals(nodes: list[dict[str, Any]]) -> dict[str, float]:
+    """Each resource summed over ``nodes`` (from :func:`alive_nodes`)."""
+    totals: dict[str, float] = {}
+    for n in nodes:
+        for k, v in n.get("Resources", {}).items():
+            totals[k] = totals.get(k, 0.0) + float(v)
+    return totals
 
 
 def alive_node_count() -> int:

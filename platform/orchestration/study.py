@@ -28,17 +28,21 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import ray
 from ray import tune
 
 from sparse_rcnn.platform.orchestration.cluster import (
     ResourceError,
-    alive_node_count,
+    alive_nodes,
     check_resources,
-    connect,
+    cluster_totals,
     worker_bundle,
 )
-from sparse_rcnn.platform.orchestration.train import JobFailed, create_job_run, run_job
+from sparse_rcnn.platform.orchestration.train import (
+    JobFailed,
+    connect_tracked,
+    create_job_run,
+    run_job,
+)
 from sparse_rcnn.platform.spec.job import JobSpec, ScalingSpec
 from sparse_rcnn.platform.spec.load import dump_spec, flatten
 from sparse_rcnn.platform.spec.study import METRICS, Study, study_from_dict
@@ -46,7 +50,7 @@ from sparse_rcnn.platform.state_dir import ENV as STATE_ENV
 from sparse_rcnn.platform.state_dir import state_dir
 from sparse_rcnn.platform.tracking import names
 from sparse_rcnn.platform.tracking.runs import finish_run
-from sparse_rcnn.platform.tracking.store import is_local_store, resolve_tracking_uri
+from sparse_rcnn.platform.tracking.store import resolve_tracking_uri
 from sparse_rcnn.platform.tracking.studies import (
     create_study_run,
     eval_history,
@@ -179,15 +183,6 @@ def pack_trials(study: Study, totals: dict[str, float]) -> tuple[int, list[dict[
     if study.spec.max_concurrent_trials:
         concurrency = min(concurrency, study.spec.max_concurrent_trials)
     return concurrency, jobs
-
-
-def cluster_totals() -> dict[str, float]:
-    totals: dict[str, float] = {}
-    for n in ray.nodes():
-        if n.get("Alive"):
-            for k, v in n.get("Resources", {}).items():
-                totals[k] = totals.get(k, 0.0) + float(v)
-    return totals
 
 
 # -- the trial ------------------------------------------------------------------------------
@@ -325,26 +320,17 @@ def _clock(seconds: float) -> str:
 # -- driver ---------------------------------------------------------------------------------
 
 
-def _connect(uri: str, address: str | None) -> None:
-    connect(address, {STATE_ENV: str(state_dir()), "MLFLOW_TRACKING_URI": uri})
-    if alive_node_count() > 1 and is_local_store(uri):
-        raise StudyError(
-            f"this Ray cluster has {alive_node_count()} nodes but MLflow tracking points to a "
-            f"local store ({uri}); start an MLflow server and set mlflow.tracking_uri"
-        )
-
-
 def start_study(
     study: Study, address: str | None = None, study_id: str | None = None
 ) -> StudyOutcome:
     """Create the study folder and parent run, then run every trial (see the module doc)."""
     base = study.base_spec
     uri = resolve_tracking_uri(base.mlflow.tracking_uri)
-    _connect(uri, address)
-    totals = cluster_totals()
-    for plan in study.trials:
-        check_resources(JobSpec.model_validate(plan.job).scaling)
-    concurrency, jobs = pack_trials(study, totals)
+    connect_tracked(uri, address)
+    nodes = alive_nodes()
+    for scaling in {json.dumps(p.job["scaling"], sort_keys=True) for p in study.trials}:
+        check_resources(ScalingSpec.model_validate_json(scaling), nodes)
+    concurrency, jobs = pack_trials(study, cluster_totals(nodes))
     study_id = study_id or new_study_id(study.spec.name)
     folder = studies_root() / study_id
     folder.mkdir(parents=True, exist_ok=False)
@@ -405,7 +391,7 @@ def resume_study(study_id: str, address: str | None = None) -> StudyOutcome:
     ones continue their MLflow run and Train checkpoint."""
     folder = study_folder(study_id)
     record = StudyRecord.load(folder)
-    _connect(record.tracking_uri, address)
+    connect_tracked(record.tracking_uri, address)
     tune_path = folder / TUNE_NAME
     if not tune.Tuner.can_restore(str(tune_path)):
         raise StudyError(f"study {study_id}: no Tune state to restore in {tune_path}")
@@ -422,7 +408,7 @@ def resume_study(study_id: str, address: str | None = None) -> StudyOutcome:
 
 def _fit(tuner: tune.Tuner, record: StudyRecord, folder: Path, concurrency: int) -> StudyOutcome:
     from sparse_rcnn.platform.orchestration.results import results_table, write_results
-    from sparse_rcnn.platform.tracking.studies import log_artifact
+    from sparse_rcnn.platform.tracking.runs import RunLogger
 
     uri, parent = record.tracking_uri, record.parent_run_id
     start = time.perf_counter()
@@ -442,7 +428,7 @@ def _fit(tuner: tune.Tuner, record: StudyRecord, folder: Path, concurrency: int)
         _stop(record, "interrupted: some trials have no result")
         return StudyOutcome(record.study_id, folder, parent, uri, False, None, wall, concurrency)
     path = write_results(table, folder / RESULTS_FILE)
-    log_artifact(uri, parent, path)
+    RunLogger(uri, parent).log_artifact(path)
     finish_run(uri, parent, "FINISHED")
     return StudyOutcome(record.study_id, folder, parent, uri, True, path, wall, concurrency)
 

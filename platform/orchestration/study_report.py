@@ -31,7 +31,8 @@ from sparse_rcnn.platform.orchestration.study import (
 from sparse_rcnn.platform.orchestration.train import dataset_paths
 from sparse_rcnn.platform.spec.job import JobSpec
 from sparse_rcnn.platform.stats.study_report import analyze, to_markdown
-from sparse_rcnn.platform.tracking.studies import download_detections, log_artifact
+from sparse_rcnn.platform.tracking.runs import RunLogger
+from sparse_rcnn.platform.tracking.studies import download_detections
 
 REPORT_MD = "report.md"
 REPORT_JSON = "report.json"
@@ -152,16 +153,15 @@ def write_report(
     js.write_text(json.dumps(report, indent=1, allow_nan=False))
     md.write_text(to_markdown(report))
     if log:
+        logger = RunLogger(record.tracking_uri, record.parent_run_id)
         for path in (md, js):
-            log_artifact(record.tracking_uri, record.parent_run_id, path)
+            logger.log_artifact(path)
         _log_summary_metrics(record, report)
     return report, md
 
 
 def _log_summary_metrics(record: StudyRecord, report: dict[str, Any]) -> None:
     """Headline numbers as parent-run metrics, so the MLflow UI can sort and chart studies."""
-    from sparse_rcnn.platform.tracking.runs import RunLogger
-
     metrics: dict[str, float] = {}
     p = report["power"]
     for key in ("sigma", "seeds_per_arm_80", "seeds_per_arm_90", "mde_80"):

@@ -135,14 +135,7 @@ def run_job(
     creating one; ``train_name`` names the Ray Train run, and the same name and storage path
     resume from that run's last checkpoint; ``callbacks`` are Ray Train ``UserCallback``s."""
     uri = resolve_tracking_uri(spec.mlflow.tracking_uri)
-    env = {STATE_ENV: str(state_dir()), "MLFLOW_TRACKING_URI": uri}
-    connect(address, env)
-    if alive_node_count() > 1 and is_local_store(uri):
-        raise JobFailed(
-            f"this Ray cluster has {alive_node_count()} nodes but MLflow tracking points to a "
-            f"local store ({uri}); each node would write its own files. Start an MLflow server "
-            "and set mlflow.tracking_uri (or MLFLOW_TRACKING_URI)."
-        )
+    connect_tracked(uri, address)
     check_resources(spec.scaling)
     paths = dataset_paths(spec)
     if run_id is None:
@@ -190,6 +183,18 @@ def run_job(
     checkpoint_path = _log_final_checkpoint(uri, run_id, result.checkpoint, spec)
     finish_run(uri, run_id, "FINISHED")
     return JobOutcome(run_id, uri, outcome.get("metrics", {}), checkpoint_path, result.path)
+
+
+def connect_tracked(uri: str, address: str | None = None) -> None:
+    """Connect to Ray with the state dir and tracking URI in every worker's environment; raise
+    :class:`JobFailed` when several nodes would each write their own local MLflow store."""
+    connect(address, {STATE_ENV: str(state_dir()), "MLFLOW_TRACKING_URI": uri})
+    if alive_node_count() > 1 and is_local_store(uri):
+        raise JobFailed(
+            f"this Ray cluster has {alive_node_count()} nodes but MLflow tracking points to a "
+            f"local store ({uri}); each node would write its own files. Start an MLflow server "
+            "and set mlflow.tracking_uri (or MLFLOW_TRACKING_URI)."
+        )
 
 
 def create_job_run(spec: JobSpec, uri: str, run_tags: dict[str, str] | None = None,

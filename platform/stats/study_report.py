@@ -158,8 +158,7 @@ def analyze(
             report["settings"].append(entry)
 
         sigma, df = pooled_sigma(list(per_setting.values()))
-        ns = [summarize(v).n for v in per_setting.values()]
-        n_min = min(ns) if ns else 0
+        n_min = min((e["summary"].n for e in report["settings"]), default=0)
         power: dict[str, Any] = {
             "sigma": sigma,
             "df": df,

@@ -8,15 +8,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import Param, RunStatus
+from mlflow.entities import RunStatus
 
 from sparse_rcnn.platform.tracking import names
-from sparse_rcnn.platform.tracking.runs import (
-    _PARAM_VALUE_MAX,
-    client,
-    create_run,
-    ensure_experiment,
-)
+from sparse_rcnn.platform.tracking.runs import client, create_run, ensure_experiment
 
 
 def create_study_run(
@@ -92,16 +87,6 @@ def eval_history(uri: str, run_id: str, metrics: tuple[str, ...]) -> dict[str, l
         hist = c.get_metric_history(run_id, names.EVAL_PREFIX + m)
         out[m] = [[float(h.step), float(h.value)] for h in sorted(hist, key=lambda h: h.step)]
     return out
-
-
-def log_params(uri: str, run_id: str, params: dict[str, Any]) -> None:
-    client(uri).log_batch(
-        run_id, params=[Param(k, str(v)[:_PARAM_VALUE_MAX]) for k, v in sorted(params.items())]
-    )
-
-
-def log_artifact(uri: str, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
-    client(uri).log_artifact(run_id, str(path), artifact_path)
 
 
 def download_detections(uri: str, run_id: str, dest: str | Path) -> Path | None:

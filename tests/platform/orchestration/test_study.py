@@ -102,7 +102,7 @@ def test_a_2x3_study_has_a_parent_six_children_results_and_a_report(
         assert s["summary"]["mean"] == pytest.approx(np.mean(values))
         assert s["summary"]["n"] == 3
         expected_std = summarize(values).std
-        assert (s["summary"]["std"] or 0.0) == pytest.approx(expected_std)
+        assert s["summary"]["std"] == pytest.approx(expected_std)
         assert s["test_set_noise"]["n_trials"] == 3  # one image-bootstrap SE per trial
         assert s["test_set_noise"]["mean_test_se"] >= 0
     assert all(t["test_ci"] and t["test_ci"][0] <= t["test_ci"][1] for t in report["per_trial"])
