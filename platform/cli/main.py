@@ -11,6 +11,8 @@ import argparse
 import importlib
 import sys
 
+from sparse_rcnn.platform.errors import PlatformError
+
 # command name -> module under sparse_rcnn.platform.cli (the one explicit registry).
 COMMANDS: dict[str, tuple[str, str]] = {
     "make-synthetic": ("make_synthetic", "write a synthetic COCO-format dataset"),
@@ -26,7 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-class UserError(Exception):
+class UserError(PlatformError):
     """A problem with the user's input: printed as one line, exit status 2, no traceback."""
 
 
@@ -51,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(rest)
     try:
         return int(module.run(args) or 0)
-    except (UserError, FileNotFoundError, ValueError, KeyError) as e:
+    except (PlatformError, FileNotFoundError, ValueError, KeyError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"sparse-rcnn {name}: error: {msg}", file=sys.stderr)
         return 2
