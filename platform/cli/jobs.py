@@ -47,8 +47,11 @@ def _time(ms: int | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from sparse_rcnn.platform.cli.main import UserError
+    from sparse_rcnn.platform.names import check_name
     from sparse_rcnn.platform.orchestration import submit as jobs
 
+    if args.action != "list":
+        check_name("submission id", args.submission_id)  # before any request
     try:
         dash = jobs.open_dashboard(args.address)
         if args.action == "list":

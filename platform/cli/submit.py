@@ -66,11 +66,14 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from sparse_rcnn.platform.cli.main import UserError
+    from sparse_rcnn.platform.names import check_name
     from sparse_rcnn.platform.orchestration import submit as jobs
     from sparse_rcnn.platform.orchestration.cluster import ResourceError
     from sparse_rcnn.platform.orchestration.package import PackagingError, staged_package
     from sparse_rcnn.platform.spec.load import load_job_spec
 
+    if args.submission_id is not None:
+        check_name("submission id", args.submission_id)  # before any request
     spec = load_job_spec(args.spec, args.overrides)
     env = parse_env(args.env)
     wheel = Path(args.wheel) if args.wheel else None

@@ -33,11 +33,12 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
 import requests
 from ray.job_submission import JobDetails, JobStatus, JobSubmissionClient, JobType
 
+from sparse_rcnn.platform.names import check_name
 from sparse_rcnn.platform.orchestration.cluster import check_resources
 from sparse_rcnn.platform.orchestration.package import (
     source_commit,
@@ -293,7 +294,7 @@ def submit(
         update={"mlflow": spec.mlflow.model_copy(update={"tracking_uri": tracking_uri})}
     )
     env = {**JOB_ENV_DEFAULTS, "MLFLOW_TRACKING_URI": tracking_uri, **(env_vars or {})}
-    submission_id = submission_id or new_submission_id(spec)
+    submission_id = check_name("submission id", submission_id or new_submission_id(spec))
     metadata = {"spec_name": spec.name, "experiment": spec.mlflow.experiment,
                 "tracking_uri": tracking_uri}  # fmt: skip
     if package is not None and (commit := source_commit()) is not None:
@@ -315,8 +316,11 @@ def submit(
 
 
 def job_info(dash: Dashboard, submission_id: str) -> JobDetails:
-    """The job's details; :class:`JobNotFound` for an unknown id."""
-    if dash.get(f"/api/jobs/{submission_id}").status_code == 404:
+    """The job's details; :class:`~sparse_rcnn.platform.names.InvalidName` for an id that
+    breaks the name rule (before any request), :class:`JobNotFound` for an unknown id. Every
+    other call on a job goes through here first, so the SDK never sees an unchecked id."""
+    check_name("submission id", submission_id)
+    if dash.get(f"/api/jobs/{quote(submission_id, safe='')}").status_code == 404:
         raise JobNotFound(
             f"no job {submission_id!r} on the cluster at {dash.address}; "
             "`sparse-rcnn jobs list` shows the submission ids"
