@@ -2,8 +2,9 @@
 
 MLflow's filter parser (``mlflow.utils.search_utils``) takes a string value between single or
 double quotes and strips the two ends; it knows no escape sequence. So a value is put between
-single quotes, or between double quotes when it holds a single quote, and a value holding both
-is refused: no value can close its quotes and add a clause of its own.
+single quotes, or between double quotes when it holds a single quote. A value holding both, or
+ending in a backslash (the tokenizer reads backslash-quote as an escaped quote), is refused: no
+value can close its quotes and add a clause of its own.
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ def quote_value(value: str) -> str:
     """``value`` as an MLflow filter string literal: ``'x'``, or ``"it's"``."""
     if not isinstance(value, str):
         raise FilterValueError(f"MLflow filter value {value!r} is not a string")
+    if value.endswith("\\"):
+        raise FilterValueError(
+            f"MLflow filter value {value!r} ends in a backslash; MLflow cannot search for it"
+        )
     if "'" not in value:
         return f"'{value}'"
     if '"' not in value:
