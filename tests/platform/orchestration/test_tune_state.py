@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 
@@ -117,3 +118,37 @@ def test_a_signed_file_moved_to_another_name_does_not_verify(folder):
     (tune / "tuner.pkl").write_bytes(data)
     with pytest.raises(TuneStateRefused, match="tune/tuner.pkl changed"):
         verify(folder, "s1")
+
+
+def _trial(config):
+    from ray import tune
+
+    tune.report({"score": config["x"]})
+
+
+@pytest.mark.ray
+def test_a_real_tune_run_is_signed_and_restores(local_ray, state_dir):
+    """What Tune 2.60 writes under tune/ is signed by the callback and the final sign; the
+    verified folder then restores."""
+    from ray import tune
+
+    from sparse_rcnn.platform.orchestration.tune_state import SignTuneState
+
+    folder = state_dir / "studies" / "real-1"
+    folder.mkdir(parents=True)
+    tuner = tune.Tuner(
+        tune.with_resources(_trial, {"cpu": 0.01}),
+        param_space={"x": tune.grid_search([1, 2])},
+        run_config=tune.RunConfig(
+            name="tune", storage_path=str(folder), verbose=0, callbacks=[SignTuneState("real-1")]
+        ),
+    )
+    sign(folder)
+    tuner.fit()
+    verify(folder, "real-1")  # the callback alone signed what Tune saved last
+    sign(folder)
+    signed = json.loads((folder / SIGNATURES).read_text())["files"]
+    assert "tuner.pkl" in signed and any(k.startswith("experiment_state-") for k in signed)
+    verify(folder, "real-1")
+    restored = tune.Tuner.restore(str(folder / "tune"), trainable=_trial)
+    assert sorted(r.metrics["score"] for r in restored.get_results()) == [1, 2]
