@@ -32,7 +32,7 @@ from typing import Any
 from ray import tune
 
 from sparse_rcnn.platform.errors import PlatformError
-from sparse_rcnn.platform.names import check_name, path_under
+from sparse_rcnn.platform.names import InvalidName, check_name, path_under
 from sparse_rcnn.platform.orchestration.cluster import (
     ResourceError,
     alive_nodes,
@@ -120,7 +120,11 @@ class StudyRecord:
         for key, kind in _RECORD_TYPES.items():
             if not isinstance(data[key], kind) or isinstance(data[key], bool):
                 raise StudyError(f"{path}: {key} has the wrong type ({type(data[key]).__name__})")
-        check_name("study id", data["study_id"])
+        try:
+            check_name("study id", data["study_id"])
+            check_name("experiment name", data["experiment"])
+        except InvalidName as e:
+            raise StudyError(f"{path}: {e}") from None
         if data["study_id"] != folder.name:
             raise StudyError(f"{path} names study {data['study_id']!r}, not {folder.name!r}")
         return cls(**data)

@@ -138,6 +138,8 @@ def test_resume_refuses_a_replaced_tuner_pkl_and_never_unpickles_it(state_dir, t
         (json.dumps({**record("s-1"), "max_concurrent_trials": "2"}),
          ": max_concurrent_trials has the wrong type (str)"),
         (json.dumps(record("other")), "names study 'other', not 's-1'"),
+        (json.dumps({**record("s-1"), "experiment": "../x"}),
+         f": experiment name '../x' {RULE}"),
     ],
 )  # fmt: skip
 def test_a_broken_study_json_is_one_line(content, problem, state_dir, capsys):
