@@ -11,14 +11,17 @@ So the driver signs every file under ``tune/`` (except the plain-data files in
 directory's key (:func:`~sparse_rcnn.platform.state_dir.state_key`, mode 0600) whenever they
 may have changed: after the Tuner is created or restored, after every step of Tune's loop
 (:class:`SignTuneState`, cheap: only files whose size or mtime changed are read again) and when
-``fit`` returns or is interrupted. The signatures live next to ``tune/`` in
-:data:`SIGNATURES`, the last :data:`KEEP` per file, because Tune copies its state into
-``tune/`` in a background thread and a driver killed mid-study may leave either version.
+``fit`` returns or is interrupted. Tune saves into a driver staging folder and copies that into
+``tune/`` in a background thread, so the callback signs the staging folder as well: a file
+reaches ``tune/`` already signed unless the copy finishes before the step that saved it ends.
+The signatures live next to ``tune/`` in :data:`SIGNATURES`, the last :data:`KEEP` per file,
+because a driver killed mid-copy may leave either version.
 
 :func:`verify` runs before any restore and refuses (one line, :class:`TuneStateRefused`) a
 folder with no signatures, a symlink, or a file whose HMAC is not one that was recorded. One
-case it refuses although no one tampered: a driver killed within one Tune step (~0.1 s) of a
-background copy; the file then has no signature yet, and the study has to be started again.
+case it may refuse although no one tampered: a driver killed in the instant between a
+background copy and the end of the Tune step that saved it; the study then has to be started
+again.
 """
 
 from __future__ import annotations
@@ -83,35 +86,37 @@ def _load(folder: Path) -> dict[str, Any]:
     return data
 
 
-def sign(folder: Path, tune_name: str = "tune") -> None:
-    """Record the HMAC of every changed file under ``folder / tune_name``. Symlinks are never
-    signed, so :func:`verify` refuses them."""
-    tune_dir = folder / tune_name
-    if not tune_dir.is_dir():
-        return
+def sign(folder: Path, tune_name: str = "tune", staged: Path | None = None) -> None:
+    """Record the HMAC of every changed file under ``folder / tune_name`` and, when given, under
+    ``staged``: Tune's driver staging folder, whose files Tune copies into ``tune/`` in the
+    background. Symlinks are never signed, so :func:`verify` refuses them."""
     data = _load(folder)
     files, seen = data["files"], data["stat"]
     key: bytes | None = None
     changed = False
-    for rel, path in _files(tune_dir).items():
-        try:
-            info = os.lstat(path)
-        except FileNotFoundError:  # Tune replaced it between the walk and now
+    sources = [("", folder / tune_name)] + ([("staged:", staged)] if staged else [])
+    for tag, root in sources:
+        if not root.is_dir():
             continue
-        if path.is_symlink():
-            continue
-        mark = [info.st_size, info.st_mtime_ns]
-        if seen.get(rel) == mark and rel in files:
-            continue
-        key = key or state_key()
-        try:
-            digest = _digest(key, rel, path)
-        except FileNotFoundError:
-            continue
-        history = [d for d in files.get(rel, []) if d != digest]
-        files[rel] = [*history, digest][-KEEP:]
-        seen[rel] = mark
-        changed = True
+        for rel, path in _files(root).items():
+            try:
+                info = os.lstat(path)
+            except FileNotFoundError:  # Tune replaced it between the walk and now
+                continue
+            if path.is_symlink():
+                continue
+            mark = [info.st_size, info.st_mtime_ns]
+            if seen.get(tag + rel) == mark and rel in files:
+                continue
+            key = key or state_key()
+            try:
+                digest = _digest(key, rel, path)
+            except FileNotFoundError:
+                continue
+            history = [d for d in files.get(rel, []) if d != digest]
+            files[rel] = [*history, digest][-KEEP:]
+            seen[tag + rel] = mark
+            changed = True
     if changed:
         tmp = folder / f".{SIGNATURES}.tmp"
         tmp.write_text(json.dumps(data, indent=0, sort_keys=True))
@@ -163,13 +168,17 @@ class SignTuneState(tune.Callback):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(**state)
 
-    def _sign(self) -> None:
-        from sparse_rcnn.platform.orchestration.study import studies_root
+    def _sign(self, trials: list) -> None:
+        from sparse_rcnn.platform.orchestration.study import TUNE_NAME, studies_root
 
-        sign(studies_root() / self.study_id)
+        # Trial.local_experiment_path: the driver staging folder Tune saves into and then
+        # copies to tune/ in a background thread. Signing it too closes the gap between that
+        # copy and the next step.
+        staged = getattr(trials[0], "local_experiment_path", None) if trials else None
+        sign(studies_root() / self.study_id, TUNE_NAME, Path(staged) if staged else None)
 
     def on_step_end(self, iteration, trials, **info):
-        self._sign()
+        self._sign(trials)
 
     def on_experiment_end(self, trials, **info):
-        self._sign()
+        self._sign(trials)

@@ -73,6 +73,18 @@ def test_an_earlier_signed_version_still_verifies(folder):
     verify(folder, "s1")
 
 
+def test_a_file_signed_in_the_staging_folder_verifies_once_copied(folder, tmp_path):
+    """Tune saves into its staging folder and copies that into tune/ in the background: a
+    driver killed right after the copy leaves a file that was signed while staged."""
+    staged = tmp_path / "driver_artifacts"
+    staged.mkdir()
+    sign(folder)
+    (staged / "experiment_state-2026.json").write_text('{"trial_data": [2]}')
+    sign(folder, staged=staged)
+    (folder / "tune" / "experiment_state-2026.json").write_text('{"trial_data": [2]}')
+    verify(folder, "s1")
+
+
 def test_unsigned_changed_new_and_linked_files_are_refused(folder, tmp_path):
     with pytest.raises(TuneStateRefused) as e:
         verify(folder, "s1")
