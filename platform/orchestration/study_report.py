@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -150,14 +151,29 @@ def write_report(
     }
     md = folder / REPORT_MD
     js = folder / REPORT_JSON
-    js.write_text(json.dumps(report, indent=1, allow_nan=False))
-    md.write_text(to_markdown(report))
+    _replace_text(js, json.dumps(report, indent=1, allow_nan=False))
+    _replace_text(md, to_markdown(report))
     if log:
         logger = RunLogger(record.tracking_uri, record.parent_run_id)
         for path in (md, js):
             logger.log_artifact(path)
         _log_summary_metrics(record, report)
     return report, md
+
+
+def _replace_text(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all, through a fresh temp file in its folder: a
+    ``report.md`` that is a symlink is replaced, never followed out of the study folder."""
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        tmp.chmod(0o644)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _log_summary_metrics(record: StudyRecord, report: dict[str, Any]) -> None:

@@ -170,3 +170,38 @@ def test_submit_refuses_a_submission_id_that_is_no_name(tmp_path, small_job, cap
     argv = ["submit", str(spec), "--submission-id", "a/../b", "--address", "http://127.0.0.1:9"]
     assert main(argv) == 2
     assert err_line(capsys) == f"sparse-rcnn submit: error: submission id 'a/../b' {RULE}"
+
+
+def test_report_replaces_a_planted_report_md_link_instead_of_writing_through_it(
+    state_dir, tmp_path, small_job, capsys
+):
+    from sparse_rcnn.platform.orchestration.results import write_results
+    from sparse_rcnn.platform.spec.study import METRICS, study_from_dict
+
+    folder = state_dir / "studies" / "s-1"
+    folder.mkdir(parents=True)
+    data = {**record("s-1"), "spec": {"name": "s", "job": "base.yaml", "seeds": 3},
+            "base_job": small_job()}  # fmt: skip
+    (folder / "study.json").write_text(json.dumps(data))
+    rows = []
+    for plan in study_from_dict(data["spec"], data["base_job"]).trials:
+        rows.append({"study_id": "s-1", "trial_key": plan.key, "tune_trial_id": plan.key,
+                     "setting": plan.setting, "setting_label": plan.setting_label,
+                     "source": plan.source, "replicate": plan.replicate, "seed": plan.seed,
+                     "status": "ok", "error": None, "run_id": None, "wall_s": 1.0,
+                     "reused": False, "eval_epochs": [2],
+                     **{m: 0.3 + 0.01 * plan.replicate for m in METRICS},
+                     **{f"eval_{m}": [0.3] for m in METRICS}})  # fmt: skip
+    write_results(rows, folder / "results.parquet")
+    outside = tmp_path / "bashrc"
+    outside.write_text("mine\n")
+    (folder / "report.md").symlink_to(outside)
+    assert main(["report", "s-1", "--no-log", "--replicates", "0"]) == 0
+    assert outside.read_text() == "mine\n"
+    assert (
+        not (folder / "report.md").is_symlink()
+        and "## Conclusions" in (folder / "report.md").read_text()
+    )
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "report.json", "report.md", "results.parquet", "study.json"
+    ]  # fmt: skip
