@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "train a job spec on Ray Train, tracked in MLflow"),
     "study": ("study", "run a seed-variance study on Ray Tune, then report it"),
     "report": ("report", "statistics and conclusions of a finished study"),
+    "analyze": ("analyze", "statistics and verdicts for any results table (CSV or Parquet)"),
     "submit": ("submit", "submit a job spec to a Ray cluster (Ray Jobs API)"),
     "jobs": ("jobs", "list, follow or stop jobs submitted to a Ray cluster"),
     "ui": ("ui", "start the MLflow UI on the embedded store"),

@@ -179,6 +179,7 @@ class Analysis:
     image_ci: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    run_word: str = "run"  # "trial" in a study report
 
     @property
     def confidence(self) -> float:
@@ -395,6 +396,8 @@ def analyze(
     paired: bool | None = None,
     image_replicates: Mapping[str, np.ndarray] | None = None,
     name: str = "table",
+    min_runs: int = 2,
+    run_word: str = "run",
 ) -> Analysis:
     """Analyse runs (see the module doc). ``paired`` None: paired when runs carry replicates.
 
@@ -405,7 +408,7 @@ def analyze(
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     if not (math.isfinite(effect_size) and effect_size > 0):
         raise ValueError(f"effect size must be a positive number, got {effect_size}")
-    check_runs(runs, name)
+    check_runs(runs, name, min_runs=min_runs)
     confidence = 1.0 - alpha
     reps = dict(image_replicates or {})
     labels = list(dict.fromkeys(r.setting for r in runs))
@@ -485,6 +488,7 @@ def analyze(
         },  # fmt: skip
         notes=tuple(notes),
         warnings=tuple(sorted(set(caught_msgs))),
+        run_word=run_word,
     )
 
 

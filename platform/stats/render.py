@@ -177,7 +177,9 @@ def conclusions(a: Analysis) -> list[str]:
     out: list[str] = []
     if a.failed:
         keys = ", ".join(r.key for r in a.failed)
-        out.append(f"{len(a.failed)} run(s) failed and are excluded from every statistic: {keys}.")
+        out.append(
+            f"{len(a.failed)} {a.run_word}(s) failed and are excluded from every statistic: {keys}."
+        )
     out.extend(f"{n[0].upper()}{n[1:]}." for n in a.notes)
     for c in a.comparisons:
         out.append(verdict_text(a, c))

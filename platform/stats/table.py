@@ -40,10 +40,11 @@ class Run:
         return not math.isfinite(self.value)
 
 
-def check_runs(runs: Sequence[Run], name: str = "table") -> None:
+def check_runs(runs: Sequence[Run], name: str = "table", *, min_runs: int = 2) -> None:
     """Refuse tables that cannot be analysed: no rows, unknown source, duplicate
-    setting+seed+source (or setting+replicate+source) rows, fewer than 2 finished runs in a
-    setting's main group."""
+    setting+seed+source (or setting+replicate+source) rows, fewer than ``min_runs`` finished
+    runs in a setting's main group (a study report passes 0: failed trials are reported, not
+    refused)."""
     if not runs:
         raise TableError(f"{name}: no rows")
     seen: dict[tuple, int] = {}
@@ -68,9 +69,10 @@ def check_runs(runs: Sequence[Run], name: str = "table") -> None:
         mine = [r for r in runs if r.setting == s]
         main = [r for r in mine if r.source == "all"] or mine
         ok = sum(not r.failed for r in main)
-        if ok < 2:
+        if ok < min_runs:
             raise TableError(
-                f"{name}: setting {s!r} has {ok} finished run(s); each setting needs at least 2"
+                f"{name}: setting {s!r} has {ok} finished run(s); each setting needs at least "
+                f"{min_runs}"
             )
 
 
