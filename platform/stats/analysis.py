@@ -236,7 +236,9 @@ def _pairs(a: Sequence[Run], b: Sequence[Run]) -> list[tuple[float, float]]:
     ]
 
 
-def _correlation(x: np.ndarray, y: np.ndarray, confidence: float) -> tuple[float, Interval | None]:
+def correlation_interval(
+    x: np.ndarray, y: np.ndarray, confidence: float
+) -> tuple[float, Interval | None]:
     """Pearson r of replicate values across two settings with a Fisher-z interval (n >= 4)."""
     n = x.size
     if n < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
@@ -325,7 +327,9 @@ def _compare(
     if x.size and y.size and math.isfinite(ps):
         lo, hi = cmp.superiority_interval(ps, x.size, y.size, confidence)
         ps_ci = Interval(float(lo), float(hi), confidence)
-    rho, rho_ci = _correlation(px, py, confidence) if design == "paired" else (math.nan, None)
+    rho, rho_ci = (
+        correlation_interval(px, py, confidence) if design == "paired" else (math.nan, None)
+    )
     s_pool = pooled_sigma([x, y])[0]
     s_d = float(np.std(d, ddof=1)) if d.size >= 2 else math.nan
     return dict(
