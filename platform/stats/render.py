@@ -247,7 +247,10 @@ def conclusions(a: Analysis) -> list[str]:
             if dec.dominant
             else "no single source can be shown to dominate at this n"
         )
-        out.append(f"{setting}: variance components{u}^2 net of run-to-run noise: {parts}; {dom}.")
+        out.append(
+            f"{setting}: variance components ({a.metric or 'value'} squared) net of run-to-run "
+            f"noise: {parts}; {dom}."
+        )
     return out
 
 
