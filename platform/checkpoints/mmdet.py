@@ -17,9 +17,10 @@ import torch
 from torch import Tensor, nn
 
 from sparse_rcnn.models.config import ModelConfig
+from sparse_rcnn.platform.errors import PlatformError
 
 
-class CheckpointError(ValueError):
+class CheckpointError(PlatformError, ValueError):
     """The file is not a loadable Sparse R-CNN checkpoint for this model; the message says why."""
 
 

@@ -8,10 +8,12 @@ import torch
 from torch import Tensor
 from torchvision.io import ImageReadMode, decode_image
 
+from sparse_rcnn.platform.errors import PlatformError
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
-class ImageDecodeError(RuntimeError):
+class ImageDecodeError(PlatformError, RuntimeError):
     """An image file is missing, unreadable or not a decodable image."""
 
 
