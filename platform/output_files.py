@@ -29,16 +29,34 @@ def check_output_file(path: str | Path, option: str = "", *, create_parent: bool
     label = f"{option} {path}" if option else str(path)
     if path.is_dir():
         raise OutputPathError(f"{label} is a directory; give a file name")
-    existing = path.parent
+    existing = _writable_ancestor(path.parent, label)
+    if existing != path.parent and not create_parent:
+        raise OutputPathError(f"{label}: folder {path.parent} does not exist")
+    return path
+
+
+def check_output_folder(path: str | Path, option: str = "") -> Path:
+    """Refuse an output folder (created if missing) that is a file, lies under a file or
+    cannot be written; returns ``path`` as a Path. Raises :class:`OutputPathError`."""
+    path = Path(path)
+    label = f"{option} {path}" if option else str(path)
+    if path.exists() and not path.is_dir():
+        raise OutputPathError(f"{label} is a file, not a folder")
+    _writable_ancestor(path, label)
+    return path
+
+
+def _writable_ancestor(folder: Path, label: str) -> Path:
+    """The nearest existing folder at or above ``folder``; refused when it is a file or is
+    not writable."""
+    existing = folder
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
         raise OutputPathError(f"{label}: {existing} is a file, not a folder")
-    if existing != path.parent and not create_parent:
-        raise OutputPathError(f"{label}: folder {path.parent} does not exist")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise OutputPathError(f"{label}: folder {existing} is not writable")
-    return path
+    return existing
 
 
 def atomic_write(
