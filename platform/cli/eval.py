@@ -77,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
         replicates = DEFAULT_COMPARE_REPLICATES
     if replicates is not None and replicates <= 0:
         raise UserError(f"--bootstrap must be a positive number of replicates, got {replicates}")
+    if args.seed < 0:
+        raise UserError(f"--seed must be >= 0, got {args.seed}")
     if not 0.0 < args.confidence < 1.0:
         raise UserError(f"--confidence must be in (0, 1), got {args.confidence}")
     if args.json_out is not None:  # before any work: a bad path must not cost the metrics

@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: ids from numeric file names, COCO's 80 categories)",
     )
     parser.add_argument("--batch-size", type=int, default=1)
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... or mps")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument(
         "--skip-bad-images",
@@ -90,18 +90,17 @@ def _device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise InputError(f"--device {name!r} is not a device; use cpu, cuda or cuda:N") from None
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps"):
+        raise InputError(f"--device {name!r} is not supported; use cpu, cuda, cuda:N or mps")
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise InputError(f"--device {name}: no CUDA GPU is available here; use --device cpu")
         count = torch.cuda.device_count()
         if device.index is not None and device.index >= count:
             raise InputError(f"--device {name}: this machine has {count} CUDA device(s)")
-    elif device.type != "cpu":
-        try:
-            torch.empty(0, device=device)
-        except (RuntimeError, AssertionError) as e:
-            raise InputError(f"--device {name} is not usable here: {e}") from None
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError(f"--device {name}: MPS is not available here; use --device cpu")
     return device
 
 

@@ -27,7 +27,7 @@ from sparse_rcnn.platform.data.prepare import DatasetPaths, synthetic_dataset
 from sparse_rcnn.platform.engine.distributed import DistContext
 from sparse_rcnn.platform.engine.loop import run_training
 from sparse_rcnn.platform.engine.train_step import NonFiniteLossError
-from sparse_rcnn.platform.errors import PlatformError
+from sparse_rcnn.platform.errors import MissingFileError, PlatformError
 from sparse_rcnn.platform.orchestration.cluster import (
     alive_node_count,
     check_resources,
@@ -65,7 +65,7 @@ def dataset_paths(spec: JobSpec) -> DatasetPaths:
     paths = DatasetPaths(d.train_ann, d.train_images, d.val_ann, d.val_images)
     for field, value in dataclasses.asdict(paths).items():
         if "://" not in value and not Path(value).exists():
-            raise FileNotFoundError(f"dataset.{field}: {value} does not exist")
+            raise MissingFileError(f"dataset.{field}: {value} does not exist")
     return paths
 
 
