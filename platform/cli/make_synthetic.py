@@ -48,6 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
+    if not args.out.strip():
+        raise UserError("OUT is empty; give the dataset folder")
     try:
         ds = make_synthetic(
             args.out,

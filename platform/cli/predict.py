@@ -65,6 +65,11 @@ def run(args: argparse.Namespace) -> int:
 
         if set(categories.category_ids) <= set(CategoryMap.coco().category_ids):
             categories = CategoryMap.coco()
+        else:
+            raise InputError(
+                f"--ann {args.ann}: its {len(categories)} categories are neither the model's "
+                f"{model.cfg.num_classes} classes nor a subset of COCO's category ids"
+            )
     ids = image_ids_for(paths, name_to_id)
     result = predict_files(
         model, paths, ids, categories, args.batch_size, device, not args.no_progress,

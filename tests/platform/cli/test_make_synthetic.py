@@ -44,3 +44,11 @@ def test_an_existing_dataset_needs_overwrite(tmp_path, cli_error, capsys):
         f"{out} already holds a dataset ({out / 'annotations' / 'instances_train.json'}); "
         "pass --overwrite to replace it"
     )
+
+
+def test_an_empty_output_folder_name(tmp_path, monkeypatch, cli_error):
+    monkeypatch.chdir(tmp_path)  # "" would mean the working directory
+    assert (
+        cli_error("make-synthetic", "", "--images", "1") == "OUT is empty; give the dataset folder"
+    )
+    assert list(tmp_path.iterdir()) == []

@@ -216,3 +216,17 @@ def test_a_text_file_as_checkpoint(setup, tmp_path, cli_error):
     msg = cli_error("predict", "--checkpoint", ckpt, "--images", images, "--out",
                     tmp_path / "d.json")  # fmt: skip
     assert msg == f"{ckpt}: not a PyTorch checkpoint (torch.save file)"
+
+
+def test_annotation_categories_that_fit_no_model_classes(setup, tmp_path, cli_error):
+    _, ckpt, ann, images, _ = setup
+    data = json.loads(ann.read_text())
+    data["categories"] = [{"id": 500, "name": "x"}]
+    other = tmp_path / "ann.json"
+    other.write_text(json.dumps(data))
+    msg = cli_error("predict", "--checkpoint", ckpt, "--images", images, "--ann", other, "--out",
+                    tmp_path / "d.json")  # fmt: skip
+    assert msg == (
+        f"--ann {other}: its 1 categories are neither the model's 80 classes nor a subset of "
+        "COCO's category ids"
+    )
