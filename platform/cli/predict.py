@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
     device = _device(args.device)
     paths = list_images(args.images)
     categories, name_to_id = _categories(args.ann)
+    ids = image_ids_for(paths, name_to_id)
     model, _ = load_model(args.checkpoint)
     if args.ann and len(categories) != model.cfg.num_classes:
         # A dataset with fewer categories than the model (e.g. a COCO subset): keep COCO's map
@@ -70,7 +71,6 @@ def run(args: argparse.Namespace) -> int:
                 f"--ann {args.ann}: its {len(categories)} categories are neither the model's "
                 f"{model.cfg.num_classes} classes nor a subset of COCO's category ids"
             )
-    ids = image_ids_for(paths, name_to_id)
     result = predict_files(
         model, paths, ids, categories, args.batch_size, device, not args.no_progress,
         skip_bad_images=args.skip_bad_images,
