@@ -30,6 +30,7 @@ from typing import Any
 
 from ray import tune
 
+from sparse_rcnn.platform.errors import PlatformError
 from sparse_rcnn.platform.orchestration.cluster import (
     ResourceError,
     alive_nodes,
@@ -68,7 +69,7 @@ TRIAL_DRIVER_CPU = 0.01
 Train controller reserves none. Taken off the workers' share so trials pack exactly."""
 
 
-class StudyError(RuntimeError):
+class StudyError(PlatformError, RuntimeError):
     """A study cannot start or resume; the message says why."""
 
 
