@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from sparse_rcnn.platform.errors import PlatformError
+from sparse_rcnn.platform.errors import InputError, PlatformError
 
 NAME_RULE = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 NAME_MAX = 200
@@ -29,7 +29,7 @@ _RULE_TEXT = (
 )
 
 
-class InvalidName(PlatformError, ValueError):
+class InvalidName(InputError):
     """A user-given id or name breaks :data:`NAME_RULE`. Also a ``ValueError``, so a pydantic
     validator that raises it reports the field like any other value error."""
 

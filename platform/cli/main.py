@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "train a job spec on Ray Train, tracked in MLflow"),
     "study": ("study", "run a seed-variance study on Ray Tune, then report it"),
     "report": ("report", "statistics and conclusions of a finished study"),
+    "analyze": ("analyze", "statistics and verdicts for any results table (CSV or Parquet)"),
     "submit": ("submit", "submit a job spec to a Ray cluster (Ray Jobs API)"),
     "jobs": ("jobs", "list, follow or stop jobs submitted to a Ray cluster"),
     "ui": ("ui", "start the MLflow UI on the embedded store"),
@@ -53,10 +54,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(rest)
     try:
         return int(module.run(args) or 0)
-    except (PlatformError, FileNotFoundError, ValueError, KeyError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"sparse-rcnn {name}: error: {msg}", file=sys.stderr)
+    except PlatformError as e:
+        # Only the platform's own errors: any other exception is a bug and keeps its traceback.
+        print(f"sparse-rcnn {name}: error: {one_line(str(e))}", file=sys.stderr)
         return 2
+
+
+def one_line(message: str) -> str:
+    """``message`` with its line breaks and runs of blanks collapsed to single spaces."""
+    return " ".join(message.split())
 
 
 if __name__ == "__main__":

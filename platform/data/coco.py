@@ -38,6 +38,8 @@ from pycocotools.coco import COCO
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from sparse_rcnn.platform.errors import PlatformError
+
 from .augment import InputSizes, Pipeline, get_pipeline, sample_rng
 from .categories import CategoryMap
 from .image_io import ImageDecodeError, load_image, read_image_bytes
@@ -48,7 +50,7 @@ logger = logging.getLogger(__name__)
 Target = dict[str, Tensor]  # {"boxes": float32 (M, 4) xyxy, "labels": int64 (M,)}
 
 
-class AnnotationError(ValueError):
+class AnnotationError(PlatformError, ValueError):
     """An annotation file is missing, not JSON, or not COCO-shaped; the message names the file."""
 
 

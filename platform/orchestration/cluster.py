@@ -7,6 +7,7 @@ from typing import Any
 
 import ray
 
+from sparse_rcnn.platform.errors import PlatformError
 from sparse_rcnn.platform.spec.job import ScalingSpec
 
 # Shorter controller polling: a report otherwise waits up to 2 s (measured on 2.60).
@@ -17,7 +18,7 @@ _RAY_ENV_DEFAULTS = {
 }
 
 
-class ResourceError(RuntimeError):
+class ResourceError(PlatformError, RuntimeError):
     """The job asks for more than the cluster has; it would otherwise wait forever."""
 
 

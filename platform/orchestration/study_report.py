@@ -1,25 +1,26 @@
 """``sparse-rcnn report STUDY_ID``: the study's statistics written as report.md / report.json in
 the study folder and logged to the parent MLflow run.
 
-Test-set noise needs each trial's validation detections: they are downloaded from the trial's
-MLflow run (logged at its last epoch) and evaluated against the validation ground truth with
-the image bootstrap (``evaluation.bootstrap``): one bootstrap SE per trial, and one paired
-bootstrap per comparison between the two settings' first seeds, on the same image replicates.
+The numbers come from ``stats.analysis.analyze`` on the study's results rows (the same code
+path as ``sparse-rcnn analyze``), in AP points. Test-set noise needs each trial's validation
+detections: they are downloaded from the trial's MLflow run (logged at its last epoch) and
+evaluated with the image bootstrap on image draws SHARED by every trial (one seed, one ground
+truth), so the analysis can pair them: the paired image-bootstrap variance of the seed-averaged
+difference between settings, and the share of each setting's seed variance specific to this
+validation set.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from sparse_rcnn.platform.evaluation.bootstrap import (
-    bootstrap_prepared,
-    paired_bootstrap_prepared,
-)
+import numpy as np
+
+from sparse_rcnn.platform.evaluation.bootstrap import bootstrap_weights
 from sparse_rcnn.platform.evaluation.coco_eval import metric_names, prepare
 from sparse_rcnn.platform.evaluation.detections import load_detections
 from sparse_rcnn.platform.orchestration.results import read_results
@@ -30,31 +31,43 @@ from sparse_rcnn.platform.orchestration.study import (
     study_folder,
 )
 from sparse_rcnn.platform.orchestration.train import dataset_paths
+from sparse_rcnn.platform.output_files import atomic_write
 from sparse_rcnn.platform.spec.job import JobSpec
-from sparse_rcnn.platform.stats.study_report import analyze, to_markdown
+from sparse_rcnn.platform.stats.analysis import Analysis, analyze
+from sparse_rcnn.platform.stats.render import to_markdown
+from sparse_rcnn.platform.stats.table import Run
 from sparse_rcnn.platform.tracking.runs import RunLogger
 from sparse_rcnn.platform.tracking.studies import download_detections
 
 REPORT_MD = "report.md"
 REPORT_JSON = "report.json"
+POINTS = 100.0  # COCO fractions -> AP points
+BOOTSTRAP_SEED = 0  # one seed for every trial: the replicates share their image draws
 
 
-def _image_bootstrap(
+def _image_replicates(
     record: StudyRecord, rows: list[dict[str, Any]], replicates: int, metric: str
-) -> tuple[dict[str, float], dict[str, tuple[float, float]], list[dict[str, Any]], list[str]]:
-    """Per-trial bootstrap SE and percentile CI of ``metric``, paired differences between
-    settings (fraction units), and notes on what could not be computed."""
+) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Per finished trial, its (B,) image-bootstrap replicates of ``metric`` in AP points, all
+    on the same B image draws; and notes on what could not be computed."""
     study = record.study()
     plans = {p.key: p for p in study.trials}
     notes: list[str] = []
-    accs: dict[str, Any] = {}
+    out: dict[str, np.ndarray] = {}
     gts: dict[str, Any] = {}
+    weights: dict[int, np.ndarray] = {}
+    index = metric_names().index(metric)
+    first_ann: str | None = None
     with tempfile.TemporaryDirectory() as tmp:
         for row in rows:
             if row["status"] != "ok" or not row.get("run_id"):
                 continue
             spec = JobSpec.model_validate(plans[row["trial_key"]].job)
             val_ann = dataset_paths(spec).val_ann
+            first_ann = first_ann or val_ann
+            if val_ann != first_ann:
+                notes.append(f"trial {row['trial_key']}: other validation images; not paired")
+                continue
             path = download_detections(
                 record.tracking_uri, row["run_id"], Path(tmp) / row["trial_key"]
             )
@@ -66,52 +79,84 @@ def _image_bootstrap(
                 gt if gt is not None else val_ann, load_detections(path), tuple(spec.eval_max_dets)
             )
             gts[val_ann] = gt
-            accs[row["trial_key"]] = (acc, val_ann)
-    index = metric_names().index(metric)
-    test_se, test_ci = {}, {}
-    for key, (acc, _) in accs.items():
-        res = bootstrap_prepared(acc, replicates, seed=0)
-        test_se[key] = float(res.std_error[index])
-        test_ci[key] = (float(res.ci_low[index]), float(res.ci_high[index]))
-    paired = []
-    labels: list[str] = []
+            w = weights.get(acc.num_images)
+            if w is None:
+                w = weights[acc.num_images] = bootstrap_weights(
+                    acc.num_images, replicates, BOOTSTRAP_SEED
+                )
+            out[row["trial_key"]] = POINTS * acc.metrics(w)[0][:, index]
+    return out, notes
+
+
+def study_runs(rows: list[dict[str, Any]], metric: str) -> list[Run]:
+    """The study's results rows as analysis runs, values in AP points (NaN: failed)."""
+    runs = []
     for r in rows:
-        if r["setting_label"] not in labels:
-            labels.append(r["setting_label"])
-
-    def first(label: str) -> str | None:
-        mine = sorted(
-            (
-                r
-                for r in rows
-                if r["setting_label"] == label
-                and r["trial_key"] in accs
-                and r["source"] != "nondeterminism"
-            ),
-            key=lambda r: r["replicate"],
+        v = r.get(metric)
+        ok = r["status"] == "ok" and v is not None and math.isfinite(float(v))
+        runs.append(
+            Run(
+                setting=r["setting_label"],
+                seed=r.get("seed"),
+                value=POINTS * float(v) if ok else math.nan,
+                source=r["source"],
+                replicate=r.get("replicate"),
+                key=r["trial_key"],
+            )
         )
-        return mine[0]["trial_key"] if mine else None
+    return runs
 
-    base = first(labels[0]) if labels else None
-    for label in labels[1:]:
-        other = first(label)
-        if base is None or other is None or accs[base][1] != accs[other][1]:
-            notes.append(f"no paired bootstrap for {label}: needs detections on the same images")
-            continue
-        res = paired_bootstrap_prepared(accs[other][0], accs[base][0], replicates, seed=0)
-        lo, hi = float(res.ci_low[index]), float(res.ci_high[index])
-        paired.append(
-            {
-                "a": label,
-                "b": labels[0],
-                "diff": float(res.diff[index]),
-                "ci_low": lo,
-                "ci_high": hi,
-                "prob_positive": float(res.prob_positive[index]),
-                "trials": [other, base],
-            }
-        )
-    return test_se, test_ci, paired, notes
+
+def study_analysis(
+    rows: list[dict[str, Any]],
+    *,
+    metric: str,
+    effect_size: float,
+    alpha: float,
+    pairing: str,
+    image_replicates: dict[str, np.ndarray] | None = None,
+) -> Analysis:
+    """``analyze`` of a study's rows (paired by replicate unless the study drew independent
+    seeds per setting); settings with failed trials are reported, not refused."""
+    return analyze(
+        study_runs(rows, metric),
+        metric=metric,
+        unit="AP points (COCO metric x 100)",
+        alpha=alpha,
+        effect_size=effect_size,
+        paired=pairing == "replicate",
+        image_replicates=image_replicates,
+        name="study results",
+        min_runs=0,
+        run_word="trial",
+    )
+
+
+def report_json(analysis: Analysis, rows: list[dict[str, Any]], study_id: str) -> dict[str, Any]:
+    """The analysis JSON plus the study's own keys (trials, per_trial)."""
+    out = analysis.to_json()
+    failed = [
+        {"trial": r["trial_key"], "status": r["status"], "error": (r.get("error") or "")[:300]}
+        for r in rows
+        if r["trial_key"] in {f.key for f in analysis.failed}
+    ]
+    out["study_id"] = study_id
+    out["trials"] = {"total": len(rows), "ok": len(rows) - len(failed), "failed": failed}
+    by_key = {r["key"]: r for r in out["runs"]}
+    out["per_trial"] = [
+        {
+            "trial": r["trial_key"],
+            "setting": r["setting_label"],
+            "source": r["source"],
+            "seed": r.get("seed"),
+            "status": r["status"],
+            "value": by_key[r["trial_key"]]["value"],
+            "test_se": by_key[r["trial_key"]]["image_se"],
+            "test_ci": by_key[r["trial_key"]]["image_ci"],
+        }
+        for r in rows
+    ]
+    return out
 
 
 def write_report(
@@ -129,19 +174,18 @@ def write_report(
     rows = read_results(results)
     spec = record.study().spec
     replicates = spec.bootstrap_replicates if replicates is None else replicates
-    test_se, test_ci, paired, notes = ({}, {}, [], [])
+    reps, notes = ({}, [])
     if replicates > 0:
-        test_se, test_ci, paired, notes = _image_bootstrap(record, rows, replicates, spec.metric)
-    report = analyze(
+        reps, notes = _image_replicates(record, rows, replicates, spec.metric)
+    analysis = study_analysis(
         rows,
         metric=spec.metric,
         effect_size=spec.effect_size,
         alpha=spec.alpha,
-        test_se=test_se,
-        test_ci=test_ci,
-        paired=paired,
-        study_id=study_id,
+        pairing=getattr(spec, "pairing", "replicate"),
+        image_replicates=reps,
     )
+    report = report_json(analysis, rows, study_id)
     report["warnings"] = sorted(set(report["warnings"]) | set(notes))
     report["bootstrap_replicates"] = replicates
     report["mlflow"] = {
@@ -151,29 +195,17 @@ def write_report(
     }
     md = folder / REPORT_MD
     js = folder / REPORT_JSON
-    _replace_text(js, json.dumps(report, indent=1, allow_nan=False))
-    _replace_text(md, to_markdown(report))
+    # Replaced, never written through: a report.md planted as a symlink is not followed.
+    text = json.dumps(report, indent=1, allow_nan=False)
+    atomic_write(js, lambda f: f.write(text.encode()))
+    markdown = to_markdown(analysis, title=f"Seed study {study_id}")
+    atomic_write(md, lambda f: f.write(markdown.encode()))
     if log:
         logger = RunLogger(record.tracking_uri, record.parent_run_id)
         for path in (md, js):
             logger.log_artifact(path)
         _log_summary_metrics(record, report)
     return report, md
-
-
-def _replace_text(path: Path, text: str) -> None:
-    """Write ``path`` whole or not at all, through a fresh temp file in its folder: a
-    ``report.md`` that is a symlink is replaced, never followed out of the study folder."""
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    tmp = Path(name)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        tmp.chmod(0o644)
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _log_summary_metrics(record: StudyRecord, report: dict[str, Any]) -> None:
@@ -184,9 +216,8 @@ def _log_summary_metrics(record: StudyRecord, report: dict[str, Any]) -> None:
         if p.get(key) is not None and math.isfinite(p[key]):
             metrics[f"study/{key}"] = float(p[key])
     for i, s in enumerate(report["settings"]):
-        sm = s["summary"]
         for key in ("mean", "std"):
-            if sm.get(key) is not None:
-                metrics[f"study/setting{i}_{key}"] = float(sm[key])
+            if s.get(key) is not None:
+                metrics[f"study/setting{i}_{key}"] = float(s[key])
     if metrics:
         RunLogger(record.tracking_uri, record.parent_run_id).log_metrics(metrics, step=0)

@@ -38,6 +38,7 @@ from urllib.parse import quote, urlparse
 import requests
 from ray.job_submission import JobDetails, JobStatus, JobSubmissionClient, JobType
 
+from sparse_rcnn.platform.errors import PlatformError
 from sparse_rcnn.platform.names import check_name
 from sparse_rcnn.platform.orchestration.cluster import check_resources
 from sparse_rcnn.platform.orchestration.package import (
@@ -67,7 +68,7 @@ JOB_ENV_DEFAULTS = {
 GIT_COMMIT_ENV = "SPARSE_RCNN_GIT_COMMIT"
 
 
-class SubmitError(RuntimeError):
+class SubmitError(PlatformError, RuntimeError):
     """The cluster, its auth, the tracking URI or the package is not usable; says what to do."""
 
 

@@ -27,6 +27,7 @@ from sparse_rcnn.platform.data.prepare import DatasetPaths, synthetic_dataset
 from sparse_rcnn.platform.engine.distributed import DistContext
 from sparse_rcnn.platform.engine.loop import run_training
 from sparse_rcnn.platform.engine.train_step import NonFiniteLossError
+from sparse_rcnn.platform.errors import MissingFileError, PlatformError
 from sparse_rcnn.platform.orchestration.cluster import (
     alive_node_count,
     check_resources,
@@ -43,7 +44,7 @@ from sparse_rcnn.platform.tracking.store import is_local_store, resolve_tracking
 CHECKPOINT_FILE = "state.pt"
 
 
-class JobFailed(RuntimeError):
+class JobFailed(PlatformError, RuntimeError):
     """The training run ended in error; the MLflow run is marked FAILED with the message."""
 
 
@@ -64,7 +65,7 @@ def dataset_paths(spec: JobSpec) -> DatasetPaths:
     paths = DatasetPaths(d.train_ann, d.train_images, d.val_ann, d.val_images)
     for field, value in dataclasses.asdict(paths).items():
         if "://" not in value and not Path(value).exists():
-            raise FileNotFoundError(f"dataset.{field}: {value} does not exist")
+            raise MissingFileError(f"dataset.{field}: {value} does not exist")
     return paths
 
 

@@ -19,7 +19,12 @@ Randomness designs:
   order and augmentation all change together (what "run it again with another seed" means).
 - ``decompose``: for each source in ``sources`` one varies over the seeds while the others stay
   at the base job's values; ``nondeterminism`` repeats identical seeds, which isolates run-to-run
-  noise from kernels and reduction order (the reference's own single-seed setting).
+  noise from kernels and reduction order (the reference's own single-seed setting); ``all``
+  (in the default ``sources``) varies every seed, the group comparisons and planning use.
+
+Pairing: with ``pairing: replicate`` (default) replicate r of every setting uses the same seeds
+(common random numbers), so settings are compared on per-replicate differences, which cancel
+the seed effects the settings share; ``pairing: none`` draws distinct seeds per setting.
 
 Every trial's job spec is built and validated at load, so an override that names an unknown key
 or an invalid value fails before anything runs, naming the setting and the field.
@@ -27,6 +32,7 @@ or an invalid value fails before anything runs, naming the setting and the field
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import re
 from dataclasses import dataclass, field
@@ -47,6 +53,9 @@ from sparse_rcnn.platform.spec.load import (
 
 SOURCES = ("init", "data_order", "augmentation", "nondeterminism")
 SEED_SOURCES = SOURCES[:3]
+# A decompose study runs an `all` group too by default: comparisons and planning need a sample
+# of the all-sources distribution, which the one-source groups (sharing fixed seeds) are not.
+DEFAULT_SOURCES = ("all", *SOURCES)
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 # Fields a study owns: varying them through `vary` or `set` would break the design.
 RESERVED_PREFIXES = ("seeds", "name", "mlflow.run_name")
@@ -65,8 +74,14 @@ class StudySpec(BaseModel):
         default_factory=dict, description="dotted path -> values; the grid of settings"
     )
     randomness: Literal["all", "decompose"] = "all"
-    sources: list[Literal["init", "data_order", "augmentation", "nondeterminism"]] = Field(
-        default_factory=lambda: list(SOURCES), description="decompose only: which sources"
+    sources: list[Literal["all", "init", "data_order", "augmentation", "nondeterminism"]] = Field(
+        default_factory=lambda: list(DEFAULT_SOURCES),
+        description="decompose only: which groups to run (`all` varies every seed)",
+    )
+    pairing: Literal["replicate", "none"] = Field(
+        "replicate",
+        description="replicate: replicate r of every setting uses the same seeds (common random "
+        "numbers, analysed paired); none: independent seeds per setting (analysed unpaired)",
     )
     metric: Literal["AP", "AP50", "AP75", "APs", "APm", "APl"] = Field(
         "AP", description="the primary metric of the report"
@@ -199,6 +214,16 @@ def _settings(spec: StudySpec) -> list[Setting]:
     return [Setting(i, dict(zip(keys, c, strict=True))) for i, c in enumerate(combos)]
 
 
+def setting_seed(spec: StudySpec, setting: int, seed: int) -> int:
+    """The trial seed of replicate seed ``seed`` in setting ``setting``: the seed itself when
+    settings are paired by replicate (or for setting 0), else a distinct seed hashed from
+    (seed, setting) so that no two settings share any seed."""
+    if spec.pairing == "replicate" or setting == 0:
+        return seed
+    digest = hashlib.sha256(f"{seed}:setting{setting}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
 def _trial_seeds(
     spec: StudySpec, base_seeds: dict[str, int], source: str, seed: int
 ) -> dict[str, int]:
@@ -222,7 +247,8 @@ def build_study(spec: StudySpec, base_job: dict[str, Any], path: Path | None = N
         data = set_paths(base, setting.overrides, source=f"{source_name}: vary")
         validate(JobSpec, data, f"{source_name}: setting {setting.index} ({setting.label})")
         for source in sources:
-            for rep, seed in enumerate(spec.seed_list):
+            for rep, nominal in enumerate(spec.seed_list):
+                seed = setting_seed(spec, setting.index, nominal)
                 seeds = _trial_seeds(spec, base_seeds, source, seed)
                 key = f"s{setting.index}-{source}-r{rep}"
                 job = dict(data)

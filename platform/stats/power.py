@@ -5,7 +5,14 @@ seed-to-seed standard deviation of one setting, assumed equal in both arms. With
 arm, ``df = 2n - 2``, the standardized effect ``d = effect / sigma``, the non-centrality
 ``nc = d * sqrt(n / 2)`` and the critical value ``t_c = t.ppf(1 - alpha / 2, df)``:
 
-    power(n) = nct.sf(t_c, df, nc) + nct.cdf(-t_c, df, nc)
+    power(n) = nct.sf(t_c, df, nc) + nct.sf(t_c, df, -nc)
+
+(the lower tail ``P(T < -t_c) = P(-T > t_c)`` written as an upper tail of the reflected
+non-central t: ``nct.cdf(-t_c, df, nc)`` returns NaN once nc passes ~8, ``nct.sf`` stays finite
+for every n up to ``MAX_SEEDS``). A paired design (common random numbers: replicate r of every
+setting uses the same seeds) tests the mean of n per-replicate differences with a one-sample t
+on ``df = n - 1`` and ``nc = effect / sigma_d * sqrt(n)``, where ``sigma_d`` is the std of the
+differences; ``paired=True`` selects it everywhere below.
 
 The normal approximation ``n ~ 2 (z_{1-alpha/2} + z_{power})^2 / d^2`` (15.7 / d^2 at alpha 0.05,
 80% power) is given by ``normal_approx_seeds`` for comparison only.
@@ -23,22 +30,34 @@ from scipy import optimize, stats
 MAX_SEEDS = 100_000
 
 
-def power_two_sample(effect: float, sigma: float, n: int, alpha: float = 0.05) -> float:
-    """Power of the two-sided two-sample t test with n per arm (formula in the module doc).
+def power_two_sample(
+    effect: float, sigma: float, n: int, alpha: float = 0.05, *, paired: bool = False
+) -> float:
+    """Power of the two-sided t test with n seeds per arm (formula in the module doc).
 
-    ``n`` >= 2; ``effect`` may be negative (the test is symmetric). ``sigma`` > 0.
+    ``n`` >= 2; ``effect`` may be negative (the test is symmetric). ``sigma`` > 0: the std of
+    one setting's values, or with ``paired=True`` the std of the per-replicate differences.
     """
     if n < 2:
         raise ValueError(f"n: need at least 2 seeds per arm, got {n}")
     if not sigma > 0:
         raise ValueError(f"sigma: must be positive, got {sigma}")
-    df = 2 * n - 2
-    nc = abs(effect) / sigma * math.sqrt(n / 2)
+    if paired:
+        df, nc = n - 1, abs(effect) / sigma * math.sqrt(n)
+    else:
+        df, nc = 2 * n - 2, abs(effect) / sigma * math.sqrt(n / 2)
     t_c = stats.t.ppf(1.0 - alpha / 2.0, df)
-    return float(stats.nct.sf(t_c, df, nc) + stats.nct.cdf(-t_c, df, nc))
+    return float(stats.nct.sf(t_c, df, nc) + stats.nct.sf(t_c, df, -nc))
 
 
-def seeds_per_arm(effect: float, sigma: float, power: float = 0.8, alpha: float = 0.05) -> int:
+def seeds_per_arm(
+    effect: float,
+    sigma: float,
+    power: float = 0.8,
+    alpha: float = 0.05,
+    *,
+    paired: bool = False,
+) -> int:
     """Smallest n >= 2 per arm with ``power_two_sample(effect, sigma, n, alpha) >= power``.
 
     Power increases with n, so a doubling search then bisection finds it. Raises
@@ -50,7 +69,7 @@ def seeds_per_arm(effect: float, sigma: float, power: float = 0.8, alpha: float 
         raise ValueError(f"power: must be in (0, 1), got {power}")
 
     def enough(n: int) -> bool:
-        return power_two_sample(effect, sigma, n, alpha) >= power
+        return power_two_sample(effect, sigma, n, alpha, paired=paired) >= power
 
     if enough(2):
         return 2
@@ -66,7 +85,7 @@ def seeds_per_arm(effect: float, sigma: float, power: float = 0.8, alpha: float 
 
 
 def minimum_detectable_effect(
-    n: int, sigma: float = 1.0, power: float = 0.8, alpha: float = 0.05
+    n: int, sigma: float = 1.0, power: float = 0.8, alpha: float = 0.05, *, paired: bool = False
 ) -> float:
     """Smallest |effect| detected with probability ``power`` at n seeds per arm.
 
@@ -79,7 +98,7 @@ def minimum_detectable_effect(
         raise ValueError("power: must exceed alpha (the power at effect 0)")
 
     def gap(effect: float) -> float:
-        return power_two_sample(effect, sigma, n, alpha) - power
+        return power_two_sample(effect, sigma, n, alpha, paired=paired) - power
 
     high = sigma
     while gap(high) < 0:

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-MIN_BOOTSTRAP_N = 8
-"""Below this many values the bootstrap is anti-conservative (reference 2.1); use the t-interval."""
+MIN_BOOTSTRAP_N = 20
+"""Below this many values a bootstrap interval of the mean under-covers (BCa: 80 % at n = 4, 89 %
+at n = 8 for normal values, worse under skew) while the t interval holds its level."""
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,9 @@ class SeedSummary:
     std: float
     std_ci: Interval | None
     sem: float
+    t_ci: Interval | None
     mean_ci: Interval | None
+    mean_ci_method: str
     bootstrap_ci: Interval | None
     minimum: float
     maximum: float
@@ -126,27 +129,35 @@ def bootstrap_mean_interval(
     seed: int = 0,
     min_n: int = MIN_BOOTSTRAP_N,
 ) -> tuple[Interval | None, str | None]:
-    """BCa bootstrap interval of the mean over seeds, or ``(None, reason)``.
+    """Studentized (bootstrap-t) interval of the mean over seeds, or ``(None, reason)``.
 
-    ``scipy.stats.bootstrap((x,), np.mean, method="BCa", n_resamples=..., rng=seed)``. Skipped
-    when n < ``min_n`` (anti-conservative at small n) or when all values are identical (every
-    resample has the same mean, BCa is undefined).
+    Each resample ``x*`` gives ``t* = (mean(x*) - mean(x)) / (s(x*) / sqrt(n))``; the interval
+    is ``[mean - q_{1-a/2}(t*) * sem, mean - q_{a/2}(t*) * sem]``. Written here because scipy's
+    ``bootstrap`` offers percentile, basic and BCa only, and BCa under-covers: at n = 20 it
+    covered 92 % (normal) and 89 % (lognormal) of simulated studies where the studentized
+    interval covered 94.5 % and 94 % (the calibration suite checks this). Skipped below
+    ``min_n`` (the t interval is used there) and when all values are identical.
     """
     n = int(x.size)
     if n < min_n:
-        return None, f"bootstrap skipped: n = {n} < {min_n}; use the t-interval"
+        return (
+            None,
+            f"bootstrap not used: n = {n} < {min_n}, where it under-covers; t interval used",
+        )
     if np.ptp(x) == 0.0:
         return None, "bootstrap skipped: all values identical"
-    res = stats.bootstrap(
-        (x,),
-        np.mean,
-        confidence_level=confidence,
-        n_resamples=n_resamples,
-        method="BCa",
-        rng=np.random.default_rng(seed),
-    )
-    ci = res.confidence_interval
-    return Interval(float(ci.low), float(ci.high), confidence), None
+    rng = np.random.default_rng(seed)
+    sem = float(np.std(x, ddof=1) / np.sqrt(n))
+    t_star = np.empty(0)
+    for start in range(0, n_resamples, 2000):  # bounded memory
+        xs = x[rng.integers(0, n, size=(min(2000, n_resamples - start), n))]
+        s = np.std(xs, axis=1, ddof=1)
+        ok = s > 0
+        t_star = np.concatenate([t_star, (xs[ok].mean(1) - x.mean()) / (s[ok] / np.sqrt(n))])
+    alpha = 1.0 - confidence
+    q_low, q_high = np.quantile(t_star, [alpha / 2.0, 1.0 - alpha / 2.0])
+    mean = float(np.mean(x))
+    return Interval(mean - float(q_high) * sem, mean - float(q_low) * sem, confidence), None
 
 
 def summarize(
@@ -163,8 +174,10 @@ def summarize(
 
     - ``mean = sum(x) / n``; ``std = sqrt(sum((x - mean)^2) / (n - 1))`` (ddof 1);
     - ``std_ci``: chi-square interval for sigma (``sigma_interval``);
-    - ``sem = std / sqrt(n)``; ``mean_ci``: t-interval ``mean -/+ t_{1-a/2, n-1} * sem``;
-    - ``bootstrap_ci``: BCa bootstrap of the mean when n >= ``min_bootstrap_n``;
+    - ``sem = std / sqrt(n)``; ``t_ci``: t-interval ``mean -/+ t_{1-a/2, n-1} * sem``;
+    - ``mean_ci``: the interval the report uses: ``t_ci`` below ``min_bootstrap_n`` values,
+      ``bootstrap_ci`` from there up (``mean_ci_method`` names it, ``notes`` say why);
+    - ``bootstrap_ci``: studentized bootstrap of the mean when n >= ``min_bootstrap_n``;
     - ``minimum``, ``maximum``, ``range = maximum - minimum``, ``median``,
       ``iqm = trim_mean(x, 0.25)``.
 
@@ -181,7 +194,23 @@ def summarize(
     if n == 0:
         notes.append("no finite values: every statistic is undefined")
         return SeedSummary(
-            (), 0, n_nan, nan, nan, None, nan, None, None, nan, nan, nan, nan, nan, tuple(notes)
+            (),
+            0,
+            n_nan,
+            nan,
+            nan,
+            None,
+            nan,
+            None,
+            None,
+            "none",
+            None,
+            nan,
+            nan,
+            nan,
+            nan,
+            nan,
+            tuple(notes),
         )
     mean = float(np.mean(x))
     if n < 2:
@@ -197,6 +226,7 @@ def summarize(
     )
     if reason is not None:
         notes.append(reason)
+    t_ci = t_interval(mean, sem, n, confidence)
     return SeedSummary(
         values=tuple(float(v) for v in x),
         n=n,
@@ -205,7 +235,9 @@ def summarize(
         std=std,
         std_ci=sigma_interval(std, n, confidence),
         sem=sem,
-        mean_ci=t_interval(mean, sem, n, confidence),
+        t_ci=t_ci,
+        mean_ci=boot if boot is not None else t_ci,
+        mean_ci_method="studentized bootstrap" if boot is not None else "t",
         bootstrap_ci=boot,
         minimum=float(np.min(x)),
         maximum=float(np.max(x)),

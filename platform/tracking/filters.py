@@ -9,10 +9,10 @@ value can close its quotes and add a clause of its own.
 
 from __future__ import annotations
 
-from sparse_rcnn.platform.errors import PlatformError
+from sparse_rcnn.platform.errors import InputError
 
 
-class FilterValueError(PlatformError, ValueError):
+class FilterValueError(InputError):
     """A value cannot be written into an MLflow filter string."""
 
 

@@ -99,19 +99,21 @@ def test_a_2x3_study_has_a_parent_six_children_results_and_a_report(
     assert {"report.md", "report.json"} <= {a.path for a in c.list_artifacts(outcome.parent_run_id)}
     for i, s in enumerate(report["settings"]):
         values = [100 * r["AP"] for r in rows if r["setting"] == i]
-        assert s["summary"]["mean"] == pytest.approx(np.mean(values))
-        assert s["summary"]["n"] == 3
+        assert s["mean"] == pytest.approx(np.mean(values))
+        assert s["n"] == 3
         expected_std = summarize(values).std
-        assert s["summary"]["std"] == pytest.approx(expected_std)
-        assert s["test_set_noise"]["n_trials"] == 3  # one image-bootstrap SE per trial
-        assert s["test_set_noise"]["mean_test_se"] >= 0
+        assert s["std"] == pytest.approx(expected_std)
+        # paired image bootstraps of the setting's 3 trials on shared draws
+        assert s["validation_set"]["n"] == 3
+        assert s["validation_set"]["set_specific"] >= 0
     assert all(t["test_ci"] and t["test_ci"][0] <= t["test_ci"][1] for t in report["per_trial"])
     (comp,) = report["comparisons"]
     assert comp["a"] == "optimizer.lr=0.003" and comp["b"] == "optimizer.lr=0.001"
-    assert comp["comparison"]["difference"] == pytest.approx(
-        report["settings"][1]["summary"]["mean"] - report["settings"][0]["summary"]["mean"]
+    assert comp["diff"] == pytest.approx(
+        report["settings"][1]["mean"] - report["settings"][0]["mean"]
     )
-    assert "paired_image_bootstrap" in comp
+    assert comp["design"] == "paired"  # replicate r of both settings used the same seeds
+    assert comp["new_images"]["image_se"] >= 0 and comp["new_images"]["se"] >= comp["se"]
     assert any(
         line.startswith("Seed-to-seed sigma") or "sigma is undefined" in line
         for line in report["conclusions"]
@@ -202,7 +204,7 @@ def test_a_failed_trial_is_recorded_and_excluded_not_retried(
     assert c.get_run(outcome.parent_run_id).info.status == "FINISHED"
     report, _ = write_report(outcome.study_id, log=False)
     assert [f["trial"] for f in report["trials"]["failed"]] == ["s0-all-r0"]
-    summary = report["settings"][0]["summary"]
-    assert (summary["n"], summary["n_nan"]) == (1, 1)
+    summary = report["settings"][0]
+    assert (summary["n"], summary["n_failed"]) == (1, 1)
     assert summary["mean"] == pytest.approx(100 * ok["AP"])  # the NaN is never averaged in
     assert report["conclusions"][0].startswith("1 trial(s) failed")

@@ -49,13 +49,29 @@ def test_decompose_varies_one_source_at_a_time(write):
     study = write(seeds=[3, 4], randomness="decompose")
     base = SeedSpec(seed=7).resolved()  # the base job's seeds
     by = {(t.source, t.replicate): t.seeds for t in study.trials}
-    assert len(study.trials) == 4 * 2
+    # Default sources: all, init, data_order, augmentation, nondeterminism.
+    assert len(study.trials) == 5 * 2
+    for rep, seed in enumerate([3, 4]):
+        assert by[("all", rep)] == SeedSpec(seed=seed).resolved()
     for source in ("init", "data_order", "augmentation"):
         for rep, seed in enumerate([3, 4]):
             expected = {**base, source: SeedSpec(seed=seed).resolved()[source]}
             assert by[(source, rep)] == expected
     assert by[("nondeterminism", 0)] == by[("nondeterminism", 1)] == base
     assert by[("init", 0)]["init"] != by[("init", 1)]["init"]
+
+
+def test_pairing_replicate_shares_seeds_and_none_draws_distinct_ones(write):
+    paired = write(seeds=3, vary={"optimizer.lr": [1e-3, 2e-3]})
+    assert paired.spec.pairing == "replicate"
+    by = {(t.setting, t.replicate): t.seeds for t in paired.trials}
+    assert all(by[(0, r)] == by[(1, r)] for r in range(3))
+    unpaired = write(seeds=3, vary={"optimizer.lr": [1e-3, 2e-3]}, pairing="none")
+    s0 = {t.seed for t in unpaired.trials if t.setting == 0}
+    s1 = {t.seed for t in unpaired.trials if t.setting == 1}
+    assert s0 == {0, 1, 2} and len(s1) == 3 and not s0 & s1
+    inits = [t.seeds["init"] for t in unpaired.trials]
+    assert len(set(inits)) == 6
 
 
 def test_explicit_sources_and_base_setting(write):

@@ -1,5 +1,7 @@
-"""compare: Welch, Mann-Whitney, P(A > B), Hedges' g against scipy/hand values; Holm by hand."""
+"""compare: Welch, paired t, permutation tests with ties, P(A > B) and its Newcombe interval,
+TOST, Hedges' g and Holm, against scipy, brute force and hand-worked values."""
 
+import itertools
 import math
 
 import numpy as np
@@ -7,60 +9,114 @@ import pytest
 from scipy import stats
 
 from sparse_rcnn.platform.stats.compare import (
-    compare,
-    compare_to_baseline,
     hedges_g,
     holm,
-    probability_of_improvement,
+    mann_whitney_p,
+    paired_t,
+    probability_of_superiority,
+    sign_flip_p,
+    smallest_rank_p,
+    superiority_interval,
+    tost_p,
+    welch,
+    wilcoxon_p,
 )
 
-A = [45.4, 45.6, 45.35, 45.7, 45.5]
-B = [45.0, 45.3, 44.8, 45.1, 44.9]
+A = np.array([45.4, 45.6, 45.35, 45.7, 45.5])
+B = np.array([45.0, 45.3, 44.8, 45.1, 44.9])
 
 
-def test_welch_and_mann_whitney_match_scipy():
-    c = compare(A, B, n_resamples=2000)
+def test_welch_matches_scipy():
+    w = welch(A, B)
     ref = stats.ttest_ind(A, B, equal_var=False)
     ci = ref.confidence_interval(0.95)
-    assert c.difference == pytest.approx(np.mean(A) - np.mean(B))
-    assert c.welch_p == pytest.approx(ref.pvalue)
-    assert (c.difference_ci.low, c.difference_ci.high) == pytest.approx((ci.low, ci.high))
-    assert c.mann_whitney_p == pytest.approx(stats.mannwhitneyu(A, B, method="exact").pvalue)
-    # complete separation at n = 5: exact two-sided p is 2 / C(10, 5)
-    assert c.mann_whitney_p == pytest.approx(2 / math.comb(10, 5))
+    assert w.difference == pytest.approx(A.mean() - B.mean())
+    assert w.p == pytest.approx(ref.pvalue, rel=1e-12)
+    assert (w.ci.low, w.ci.high) == pytest.approx((ci.low, ci.high), rel=1e-12)
+    ci90 = ref.confidence_interval(0.9)
+    assert (welch(A, B, 0.9).ci.low, welch(A, B, 0.9).ci.high) == pytest.approx(
+        (ci90.low, ci90.high)
+    )
 
 
-def test_probability_of_improvement_with_ties():
+def test_paired_t_matches_scipy_ttest_rel():
+    res = stats.ttest_rel(A, B)
+    p = paired_t(A - B)
+    assert p.p == pytest.approx(res.pvalue, rel=1e-12)
+    ci = res.confidence_interval(0.95)
+    assert (p.ci.low, p.ci.high) == pytest.approx((ci.low, ci.high), rel=1e-12)
+
+
+def _brute_mw_p(x, y):
+    """Two-sided permutation p of U by enumerating every relabeling (ties count 1/2)."""
+    pooled = np.concatenate([x, y])
+    n = x.size
+    u_obs = probability_of_superiority(x, y) * x.size * y.size
+    mean_u = x.size * y.size / 2
+    us = []
+    for idx in itertools.combinations(range(pooled.size), n):
+        mask = np.zeros(pooled.size, bool)
+        mask[list(idx)] = True
+        us.append(probability_of_superiority(pooled[mask], pooled[~mask]) * x.size * y.size)
+    us = np.array(us)
+    return np.mean(np.abs(us - mean_u) >= abs(u_obs - mean_u) - 1e-9)
+
+
+def test_mann_whitney_is_exact_with_ties():
+    # AP rounded to 0.01 ties: scipy's method="exact" ignores ties (finding 6).
+    x, y = np.array([0.1, 0.2, 0.2, 0.3]), np.array([0.2, 0.3, 0.3, 0.4])
+    brute = _brute_mw_p(x, y)
+    assert mann_whitney_p(x, y) == pytest.approx(brute)
+    assert stats.mannwhitneyu(x, y, method="exact").pvalue != pytest.approx(brute)
+    # complete separation without ties: 2 / C(10, 5)
+    assert mann_whitney_p(A, B) == pytest.approx(2 / math.comb(10, 5))
+    assert smallest_rank_p(4, 4) == pytest.approx(2 / 70)
+
+
+def test_wilcoxon_and_sign_flip_match_scipy_and_brute_force():
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        d = np.round(rng.normal(0.2, 1.0, 7), 1)  # ties and maybe zeros
+        ref = stats.wilcoxon(d, method=stats.PermutationMethod(n_resamples=np.inf)).pvalue
+        assert wilcoxon_p(d) == pytest.approx(ref)
+        flips = np.array(list(itertools.product([-1, 1], repeat=d.size)))
+        sums = (flips * d).sum(1)
+        brute = np.mean(np.abs(sums) >= abs(d.sum()) - 1e-9)
+        assert sign_flip_p(d) == pytest.approx(brute)
+
+
+def test_probability_of_superiority_with_ties():
     # pairs: (1,1) tie 0.5, (1,2) 0, (3,1) 1, (3,2) 1 -> 2.5 / 4
-    assert float(probability_of_improvement(np.array([1.0, 3.0]), np.array([1.0, 2.0]))) == 0.625
+    assert float(probability_of_superiority(np.array([1.0, 3.0]), np.array([1.0, 2.0]))) == 0.625
     u = stats.mannwhitneyu(A, B).statistic
-    assert compare(A, B, n_resamples=500).prob_improvement == pytest.approx(u / 25)
-    x, y = [1.0, 2.0, 2.0, 3.0], [2.0, 3.0, 4.0, 5.0]
-    assert float(probability_of_improvement(np.array(x), np.array(y))) == pytest.approx(
-        stats.mannwhitneyu(x, y).statistic / 16
-    )
+    assert float(probability_of_superiority(A, B)) == pytest.approx(u / 25)
 
 
-def test_probability_of_improvement_bootstrap_interval():
-    rng = np.random.default_rng(0)
-    a, b = rng.normal(0.3, 1.0, 10), rng.normal(0.0, 1.0, 10)
-    c = compare(a, b, n_resamples=1000, seed=5)
-    ref = stats.bootstrap(
-        (a, b),
-        probability_of_improvement,
-        n_resamples=1000,
-        method="percentile",
-        rng=np.random.default_rng(5),
-    ).confidence_interval
-    assert (c.prob_improvement_ci.low, c.prob_improvement_ci.high) == pytest.approx(
-        (ref.low, ref.high)
-    )
-    assert 0.0 <= c.prob_improvement_ci.low <= c.prob_improvement <= c.prob_improvement_ci.high
+def test_newcombe_interval_published_value_and_monotone():
+    lo, hi = superiority_interval(1.0, 4, 4)
+    assert float(lo) == pytest.approx(0.583, abs=0.002) and float(hi) == 1.0
+    lo, hi = superiority_interval(np.array([0.0, 0.25, 0.5, 0.75]), 4, 4)
+    assert lo[0] == 0.0 and np.all(np.diff(lo) > 0) and np.all(np.diff(hi) > 0)
+    assert lo[2] == pytest.approx(1 - hi[2])  # symmetric about 1/2
+    # The interval solves Newcombe's equation at both ends.
+    z2, n = stats.norm.ppf(0.975) ** 2, 4
+    for t in (lo[1], hi[1]):
+        v = t * (1 - t) / 16 * (1 + 3 * ((1 - t) / (2 - t) + t / (1 + t)))
+        assert (0.25 - t) ** 2 == pytest.approx(z2 * v, rel=1e-6)
+    assert n == 4
+
+
+def test_tost_matches_the_90_percent_interval_rule():
+    w = welch(A, B)
+    for margin in (0.3, 0.5, 0.8):
+        inside = welch(A, B, 0.90).ci
+        equivalent = -margin < inside.low and inside.high < margin
+        assert (tost_p(w.difference, w.se, w.df, margin) <= 0.05) == equivalent
+    assert math.isnan(tost_p(0.0, 0.0, 4, 0.3))
 
 
 def test_hedges_g_hand_worked():
     a, b = np.array([2.0, 4.0, 6.0]), np.array([1.0, 2.0, 3.0])
-    # s_a^2 = 4, s_b^2 = 1, s_pooled = sqrt(2.5 * ... ) = sqrt((2*4 + 2*1) / 4) = sqrt(2.5)
     d = (4.0 - 2.0) / math.sqrt(2.5)
     df = 4
     j = math.gamma(df / 2) / (math.sqrt(df / 2) * math.gamma((df - 1) / 2))
@@ -70,7 +126,6 @@ def test_hedges_g_hand_worked():
 
 
 def test_holm_hand_worked():
-    # sorted 0.01, 0.02, 0.03, 0.04 with m = 4: 0.04, 0.06, 0.06 (monotone), 0.06
     p = [0.03, 0.01, 0.04, 0.02]
     assert holm(p) == pytest.approx([0.06, 0.04, 0.06, 0.06])
     assert holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])
@@ -79,30 +134,10 @@ def test_holm_hand_worked():
     assert holm([]).size == 0
 
 
-def test_holm_differs_from_benjamini_hochberg():
-    p = [0.01, 0.02, 0.03, 0.04]
-    assert holm(p) == pytest.approx([0.04, 0.06, 0.06, 0.06])
-    assert stats.false_discovery_control(p) == pytest.approx([0.04] * 4)
-
-
-def test_compare_to_baseline_applies_holm():
-    settings = {"base": B, "a": A, "c": [45.1, 44.9, 45.2, 45.0, 45.3]}
-    out = compare_to_baseline(settings, "base", n_resamples=200)
-    assert [r.setting for r in out] == ["a", "c"]
-    raw = [r.comparison.welch_p for r in out]
-    assert [r.welch_p_holm for r in out] == pytest.approx(list(holm(raw)))
-    assert out[0].comparison.welch_p == pytest.approx(stats.ttest_ind(A, B, equal_var=False).pvalue)
-    with pytest.raises(KeyError):
-        compare_to_baseline(settings, "missing")
-
-
 def test_edge_cases():
-    c = compare([45.0], [44.0, 44.5])
-    assert math.isnan(c.welch_p) and c.difference_ci is None and c.prob_improvement_ci is None
-    assert c.difference == pytest.approx(0.75) and c.notes
-    c = compare([45.0, 45.0], [44.0, 44.0], n_resamples=200)
-    assert math.isnan(c.welch_p) and math.isnan(c.hedges_g) and c.prob_improvement == 1.0
-    assert any("zero spread" in note for note in c.notes)
-    with pytest.warns(RuntimeWarning, match="a: excluded 1 NaN"):
-        c = compare([*A, float("nan")], B, n_resamples=200)
-    assert c.n_a == 5
+    w = welch(np.array([45.0]), np.array([44.0, 44.5]))
+    assert math.isnan(w.p) and w.ci is None and w.difference == pytest.approx(0.75)
+    w = welch(np.array([45.0, 45.0]), np.array([44.0, 44.0]))
+    assert math.isnan(w.p) and w.ci is None
+    assert math.isnan(hedges_g(np.array([1.0, 1.0]), np.array([0.0, 0.0])))
+    assert sign_flip_p(np.zeros(4)) == 1.0 and math.isnan(wilcoxon_p(np.zeros(3)))

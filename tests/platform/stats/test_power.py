@@ -66,3 +66,30 @@ def test_invalid_inputs():
         power_two_sample(0.3, 0.2, 1)
     with pytest.raises(ValueError):
         power_two_sample(0.3, 0.0, 5)
+
+
+def test_power_is_finite_for_every_n_up_to_10000():
+    # Finding 7: nct.cdf(-t, df, nc) was NaN for nc > ~8.
+    assert power_two_sample(0.3, 0.2, 65) == pytest.approx(1.0)
+    assert math.isfinite(minimum_detectable_effect(200))
+    for n in (2, 10, 65, 200, 1000, 10_000):
+        for effect in (0.01, 0.3, 5.0):
+            for paired in (False, True):
+                p = power_two_sample(effect, 0.2, n, paired=paired)
+                assert 0.0 <= p <= 1.0 and math.isfinite(p)
+    # equal to the two-tail formula where both tails are finite
+    df, nc = 10, 2.0
+    tc = stats.t.ppf(0.975, df)
+    assert power_two_sample(2.0, 1.0, 6) == pytest.approx(
+        stats.nct.sf(tc, df, 2.0 * math.sqrt(3)) + stats.nct.cdf(-tc, df, 2.0 * math.sqrt(3))
+    )
+    assert nc == 2.0
+
+
+def test_paired_power_is_the_one_sample_t():
+    n, d = 6, 0.8
+    tc = stats.t.ppf(0.975, n - 1)
+    nc = d * math.sqrt(n)
+    expected = stats.nct.sf(tc, n - 1, nc) + stats.nct.cdf(-tc, n - 1, nc)
+    assert power_two_sample(d, 1.0, n, paired=True) == pytest.approx(expected)
+    assert seeds_per_arm(0.3, 0.2, paired=True) < seeds_per_arm(0.3, 0.2)

@@ -25,7 +25,8 @@ def test_matches_scipy_for_five_seeds():
     assert s.iqm == pytest.approx(stats.trim_mean(x, 0.25))
     assert (s.minimum, s.maximum, s.range, s.median) == pytest.approx((44.8, 45.3, 0.5, 45.0))
     assert s.bootstrap_ci is None
-    assert any("bootstrap skipped" in note for note in s.notes)
+    assert s.mean_ci_method == "t" and s.t_ci == s.mean_ci
+    assert any("bootstrap not used: n = 5 < 20" in note for note in s.notes)
 
 
 def test_sigma_interval_factors_match_published_table():
@@ -46,14 +47,24 @@ def test_sigma_interval_factors_match_published_table():
     assert (s.std_ci.low, s.std_ci.high) == pytest.approx(expected)
 
 
-def test_bootstrap_bca_matches_scipy_for_large_n():
-    x = np.random.default_rng(1).normal(45.0, 0.3, size=12)
-    s = summarize(x, n_resamples=2000, seed=3)
-    ref = stats.bootstrap(
-        (x,), np.mean, n_resamples=2000, method="BCa", rng=np.random.default_rng(3)
-    ).confidence_interval
-    assert (s.bootstrap_ci.low, s.bootstrap_ci.high) == pytest.approx((ref.low, ref.high))
-    assert s.bootstrap_ci.low < s.mean < s.bootstrap_ci.high
+def test_studentized_bootstrap_from_n_20_matches_a_loop_oracle():
+    x = np.random.default_rng(1).normal(45.0, 0.3, size=25)
+    s = summarize(x, n_resamples=3000, seed=3)
+    assert s.mean_ci_method == "studentized bootstrap" and s.mean_ci == s.bootstrap_ci
+    # Oracle: the same resamples drawn one at a time, t* computed in a plain loop.
+    rng = np.random.default_rng(3)
+    n, t_star = x.size, []
+    for start in range(0, 3000, 2000):
+        idx = rng.integers(0, n, size=(min(2000, 3000 - start), n))
+        for row in idx:
+            xs = x[row]
+            t_star.append((xs.mean() - x.mean()) / (xs.std(ddof=1) / math.sqrt(n)))
+    q_lo, q_hi = np.quantile(t_star, [0.025, 0.975])
+    sem = x.std(ddof=1) / math.sqrt(n)
+    expected = (x.mean() - q_hi * sem, x.mean() - q_lo * sem)
+    assert (s.mean_ci.low, s.mean_ci.high) == pytest.approx(expected)
+    assert s.mean_ci.low < s.mean < s.mean_ci.high
+    assert s.t_ci is not None and s.t_ci != s.mean_ci
 
 
 def test_nan_is_excluded_with_a_warning():
