@@ -47,6 +47,19 @@ class JobFailed(RuntimeError):
     """The training run ended in error; the MLflow run is marked FAILED with the message."""
 
 
+class JobInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or ``jobs stop``) ended the run: its MLflow run is marked KILLED and the Ray Train
+    checkpoints written so far are kept; ``checkpoint`` is the last one, or None."""
+
+    def __init__(self, run_id: str, checkpoint: str | None):
+        super().__init__(run_id)
+        self.run_id, self.checkpoint = run_id, checkpoint
+
+    def summary(self) -> str:
+        kept = f"last checkpoint {self.checkpoint}" if self.checkpoint else "no checkpoint yet"
+        return f"interrupted: MLflow run {self.run_id} marked KILLED; {kept}"
+
+
 @dataclass
 class JobOutcome:
     run_id: str
@@ -141,6 +154,7 @@ def run_job(
     if run_id is None:
         run_id = create_job_run(spec, uri, run_tags, parent_run_id)
     storage = spec.storage_path or str(state_dir() / "ray_results")
+    name = train_name or f"{spec.name}-{run_id[:12]}"
     trainer = TorchTrainer(
         train_worker,
         train_loop_config={
@@ -156,7 +170,7 @@ def run_job(
         ),  # fmt: skip
         torch_config=TorchConfig(backend="nccl" if spec.scaling.use_gpu else "gloo"),
         run_config=ray.train.RunConfig(
-            name=train_name or f"{spec.name}-{run_id[:12]}",
+            name=name,
             callbacks=callbacks or None,
             storage_path=storage,
             failure_config=ray.train.FailureConfig(max_failures=spec.max_failures),
@@ -171,7 +185,7 @@ def run_job(
     except (KeyboardInterrupt, SystemExit):
         # Ctrl-C, or `jobs stop` (Ray Train's SIGINT handler aborts and raises SystemExit).
         finish_run(uri, run_id, "KILLED", "interrupted (Ctrl-C or jobs stop)")
-        raise
+        raise JobInterrupted(run_id, last_checkpoint(storage, name)) from None
     except Exception as e:  # TrainingFailedError and anything the driver hit
         message = f"{type(e).__name__}: {e}\n{traceback.format_exc()}"
         finish_run(uri, run_id, "FAILED", message)
@@ -183,6 +197,14 @@ def run_job(
     checkpoint_path = _log_final_checkpoint(uri, run_id, result.checkpoint, spec)
     finish_run(uri, run_id, "FINISHED")
     return JobOutcome(run_id, uri, outcome.get("metrics", {}), checkpoint_path, result.path)
+
+
+def last_checkpoint(storage: str, name: str) -> str | None:
+    """The newest ``checkpoint_<timestamp>`` folder of the Ray Train run ``name``, if local."""
+    if "://" in storage:
+        return None
+    found = sorted((Path(storage) / name).glob("checkpoint_*"))
+    return str(found[-1]) if found else None
 
 
 def connect_tracked(uri: str, address: str | None = None) -> None:
