@@ -32,13 +32,18 @@ from sparse_rcnn.platform.orchestration.cluster import (
     check_resources,
     connect,
 )
+from sparse_rcnn.platform.redact import redact
 from sparse_rcnn.platform.spec.job import JobSpec
 from sparse_rcnn.platform.spec.load import dump_spec, flatten
 from sparse_rcnn.platform.state_dir import ENV as STATE_ENV
 from sparse_rcnn.platform.state_dir import state_dir
 from sparse_rcnn.platform.tracking import names
 from sparse_rcnn.platform.tracking.runs import RunLogger, create_run, finish_run
-from sparse_rcnn.platform.tracking.store import is_local_store, resolve_tracking_uri
+from sparse_rcnn.platform.tracking.store import (
+    credential_env,
+    is_local_store,
+    resolve_tracking_uri,
+)
 
 CHECKPOINT_FILE = "state.pt"
 
@@ -148,6 +153,10 @@ def run_job(
     creating one; ``train_name`` names the Ray Train run, and the same name and storage path
     resume from that run's last checkpoint; ``callbacks`` are Ray Train ``UserCallback``s."""
     uri = resolve_tracking_uri(spec.mlflow.tracking_uri)
+    if spec.mlflow.tracking_uri:  # without the credentials resolve_tracking_uri took out
+        spec = spec.model_copy(
+            update={"mlflow": spec.mlflow.model_copy(update={"tracking_uri": uri})}
+        )
     connect_tracked(uri, address)
     check_resources(spec.scaling)
     paths = dataset_paths(spec)
@@ -189,7 +198,7 @@ def run_job(
     except Exception as e:  # TrainingFailedError and anything the driver hit
         message = f"{type(e).__name__}: {e}\n{traceback.format_exc()}"
         finish_run(uri, run_id, "FAILED", message)
-        raise JobFailed(f"training run {run_id} failed: {e}") from e
+        raise JobFailed(redact(f"training run {run_id} failed: {e}")) from e
     outcome = result.return_value or {}
     if outcome.get("status") == "diverged":
         finish_run(uri, run_id, "FAILED", outcome["error"])
@@ -210,7 +219,8 @@ def last_checkpoint(storage: str, name: str) -> str | None:
 def connect_tracked(uri: str, address: str | None = None) -> None:
     """Connect to Ray with the state dir and tracking URI in every worker's environment; raise
     :class:`JobFailed` when several nodes would each write their own local MLflow store."""
-    connect(address, {STATE_ENV: str(state_dir()), "MLFLOW_TRACKING_URI": uri})
+    env = {STATE_ENV: str(state_dir()), "MLFLOW_TRACKING_URI": uri, **credential_env()}
+    connect(address, env)
     if alive_node_count() > 1 and is_local_store(uri):
         raise JobFailed(
             f"this Ray cluster has {alive_node_count()} nodes but MLflow tracking points to a "
