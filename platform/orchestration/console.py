@@ -19,6 +19,7 @@ worker the explicit address of the cluster the platform started (see ``cluster.c
 from __future__ import annotations
 
 import io
+import logging
 import re
 import sys
 import threading
@@ -34,7 +35,12 @@ VERBOSE_ENV = "SPARSE_RCNN_VERBOSE"
 RAY_NOISE = (
     re.compile(r"Reporting training result \d+: TrainingReport\("),
     re.compile(r"Actor with class name: 'PreemptionWatcher'.*constructor arguments"),
+    # Train's PlacementGroupCleaner while Ctrl-C takes the dashboard down with the run.
+    re.compile(r"Failed to query Ray Train Controller actor state"),
 )
+# Loggers of libraries the driver uses whose INFO lines are not progress (MLflow's
+# "Creating initial MLflow database tables..." on a new embedded store).
+QUIET_LOGGERS = ("mlflow",)
 
 
 class LineFilter(io.TextIOBase):
@@ -79,16 +85,21 @@ class LineFilter(io.TextIOBase):
 
 @contextmanager
 def quiet_console(verbose: bool = False) -> Iterator[None]:
-    """Within the block, drop :data:`RAY_NOISE` lines from ``sys.stdout`` and ``sys.stderr``
-    (nothing changes with ``verbose``)."""
+    """Within the block, drop :data:`RAY_NOISE` lines from ``sys.stdout`` and ``sys.stderr`` and
+    INFO records of :data:`QUIET_LOGGERS` (nothing changes with ``verbose``)."""
     if verbose:
         yield
         return
     out, err = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = LineFilter(out), LineFilter(err)
+    levels = {name: logging.getLogger(name).level for name in QUIET_LOGGERS}
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
     try:
         yield
     finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
         for stream in (sys.stdout, sys.stderr):
             if isinstance(stream, LineFilter):
                 stream.close_partial()

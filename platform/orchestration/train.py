@@ -212,7 +212,7 @@ def last_checkpoint(storage: str, name: str) -> str | None:
     """The newest ``checkpoint_<timestamp>`` folder of the Ray Train run ``name``, if local."""
     if "://" in storage:
         return None
-    found = sorted((Path(storage) / name).glob("checkpoint_*"))
+    found = sorted(p for p in (Path(storage) / name).glob("checkpoint_*") if p.is_dir())
     return str(found[-1]) if found else None
 
 
