@@ -22,6 +22,9 @@ _RAY_ENV_DEFAULTS = {
 }
 
 
+_GCS_PORT_ENV = "RAY_GCS_SERVER_PORT"
+
+
 class ResourceError(RuntimeError):
     """The job asks for more than the cluster has; it would otherwise wait forever."""
 
@@ -46,10 +49,11 @@ def connect(
         verbose = os.environ.get(VERBOSE_ENV) == "1"
     env = dict(env_vars or {})
     local: dict[str, Any] = {}
+    user_gcs_port = os.environ.get(_GCS_PORT_ENV)
     if address is None and not os.environ.get("RAY_ADDRESS"):
         prefer_loopback(address)
-        gcs_port = _free_port()
-        os.environ["RAY_GCS_SERVER_PORT"] = str(gcs_port)  # read by the head it starts
+        gcs_port = int(os.environ.get(_GCS_PORT_ENV) or _free_port())
+        os.environ[_GCS_PORT_ENV] = str(gcs_port)  # read by the head ray.init starts
         env.setdefault("RAY_ADDRESS", f"{LOOPBACK}:{gcs_port}")
         local = {"_node_ip_address": LOOPBACK, "dashboard_host": LOOPBACK,
                  "include_dashboard": True}  # fmt: skip
@@ -62,7 +66,8 @@ def connect(
             **local,
         )
     finally:
-        os.environ.pop("RAY_GCS_SERVER_PORT", None)
+        if local and not user_gcs_port:
+            os.environ.pop(_GCS_PORT_ENV, None)
     if local and not _is_loopback(ray.util.get_node_ip_address()):
         print(
             f"warning: the local Ray listens on {ray.util.get_node_ip_address()}, not "
