@@ -4,6 +4,7 @@ study on Ray Tune (one Ray Train run per trial), then write its report."""
 from __future__ import annotations
 
 import argparse
+import os
 
 from sparse_rcnn.platform.cli.train import add_verbose_argument, prepare_console
 
@@ -39,6 +40,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"{len(study.trials)} trials, {len(study.settings)} settings")
             return 0
     prepare_console(args.address, args.verbose)
+    # Tune's own SIGINT handler ends fit() quietly with unfinished trials, indistinguishable from
+    # a study whose trials errored; without it Ctrl-C raises KeyboardInterrupt in the driver,
+    # the study closes its runs as KILLED, prints the resume command and exits 130. Resume
+    # does not depend on Tune's last save (finished trials are found in MLflow).
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
     from sparse_rcnn.platform.orchestration.cluster import ResourceError
     from sparse_rcnn.platform.orchestration.console import quiet_console
     from sparse_rcnn.platform.orchestration.study import StudyError, resume_study, start_study

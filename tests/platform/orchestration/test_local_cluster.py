@@ -99,3 +99,36 @@ def test_ctrl_c_says_what_was_kept_and_exits_130(tmp_path, small_job):
     assert Path(line[2]).is_dir() and Path(line[2]).name.startswith("checkpoint_")
     for noise in RAY_NOISE:
         assert noise not in stderr + out.read_text(), stderr[-3000:]
+
+
+def test_ctrl_c_on_a_study_exits_130_with_the_resume_command(tmp_path, small_job):
+    job = small_job(**{"schedule.epochs": 40, "schedule.lr_steps": [], "eval_interval": 0,
+                       "mlflow.experiment": "ctrl-c-study"})  # fmt: skip
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(job, sort_keys=False))
+    study = {"name": "cc", "job": "base.yaml", "seeds": 2, "bootstrap_replicates": 0}
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(study, sort_keys=False))
+    unset = ("RAY_ADDRESS", "MLFLOW_TRACKING_URI", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER",
+             "TUNE_DISABLE_SIGINT_HANDLER")  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k not in unset}
+    env["SPARSE_RCNN_STATE_DIR"] = str(tmp_path / "state")
+    out, err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
+    cmd = [sys.executable, "-m", "sparse_rcnn.platform.cli.main", "study", "study.yaml"]
+    proc = subprocess.Popen(cmd, env=env, stdout=out.open("w"), stderr=err.open("w"),
+                            start_new_session=True, cwd=tmp_path)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        while "started cc" not in out.read_text() and "started s0" not in out.read_text():
+            assert proc.poll() is None, err.read_text()[-3000:]
+            assert time.monotonic() < deadline, "no trial started"
+            time.sleep(0.5)
+        time.sleep(5)  # the trial is training
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=120)
+    finally:
+        _stop_group(proc)
+    stdout, stderr = out.read_text(), err.read_text()
+    assert proc.returncode == 130, (stdout + stderr)[-3000:]
+    line = re.search(r"^study (\S+) stopped: interrupted \(Ctrl-C\); resume with: "
+                     r"sparse-rcnn study --resume (\S+)$", stdout, re.M)  # fmt: skip
+    assert line and line[1] == line[2], stdout[-3000:]
+    assert "Traceback" not in stdout + stderr, (stdout + stderr)[-3000:]
