@@ -16,7 +16,8 @@ T = TypeVar("T", bound=BaseModel)
 
 
 class SpecError(PlatformError, ValueError):
-    """A spec file or override is invalid; the message names the file and the field path."""
+    """A spec file or override is invalid; the message (one line) names the file and the field
+    path."""
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -93,16 +94,17 @@ def set_paths(data: dict[str, Any], values: dict[str, Any], source: str = "") ->
 
 
 def format_validation_error(e: ValidationError, source: str) -> str:
-    lines = []
+    """One line: ``SOURCE: invalid spec: field.path: what is wrong[; other.path: ...]``."""
+    parts = []
     for err in e.errors():
         loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
-        msg = err["msg"]
+        msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
         elif err["type"] == "missing":
             msg = "required field is missing"
-        lines.append(f"  {loc}: {msg}")
-    return f"{source}: invalid spec\n" + "\n".join(lines)
+        parts.append(f"{loc}: {msg}")
+    return f"{source}: invalid spec: " + "; ".join(parts)
 
 
 def validate(model: type[T], data: dict[str, Any], source: str) -> T:
