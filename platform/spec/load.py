@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -93,6 +94,17 @@ def set_paths(data: dict[str, Any], values: dict[str, Any], source: str = "") ->
     return out
 
 
+# Type errors whose input the message repeats, so `true`, `2.5` or `.inf` is seen as the cause.
+_SHOW_INPUT = ("int_type", "bool_type", "float_type", "finite_number", "int_from_float")
+
+
+def yaml_scalar(v: Any) -> str:
+    """``v`` as YAML writes it (``true``, ``.inf``, ``'two'``), for error messages."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return ".nan" if math.isnan(v) else (".inf" if v > 0 else "-.inf")
+    return yaml.safe_dump(v, default_flow_style=True).removesuffix("\n...\n").strip()
+
+
 def format_validation_error(e: ValidationError, source: str) -> str:
     """One line: ``SOURCE: invalid spec: field.path: what is wrong[; other.path: ...]``."""
     parts = []
@@ -103,6 +115,8 @@ def format_validation_error(e: ValidationError, source: str) -> str:
             msg = "unknown key"
         elif err["type"] == "missing":
             msg = "required field is missing"
+        elif err["type"] in _SHOW_INPUT:
+            msg = f"{msg}, got {yaml_scalar(err['input'])}"
         parts.append(f"{loc}: {msg}")
     return f"{source}: invalid spec: " + "; ".join(parts)
 
