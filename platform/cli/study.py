@@ -4,6 +4,11 @@ study on Ray Tune (one Ray Train run per trial), then write its report."""
 from __future__ import annotations
 
 import argparse
+import json
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sparse_rcnn.platform.spec.study import Study
 
 HELP = "Run a seed-variance study (Ray Tune over Ray Train runs), then write its report."
 
@@ -29,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
         from sparse_rcnn.platform.spec.study import load_study
 
         study = load_study(args.spec)
+        _preflight(study, args.address)
         if args.dry_run:
             for t in study.trials:
                 seeds = " ".join(f"{k}={v}" for k, v in t.seeds.items())
@@ -61,3 +67,20 @@ def run(args: argparse.Namespace) -> int:
 
         print_report(outcome.study_id)
     return 0
+
+
+def _preflight(study: Study, address: str | None) -> None:
+    """Every trial's files and (for a local Ray) resources, before any Ray start."""
+    from sparse_rcnn.platform.cli.main import UserError
+    from sparse_rcnn.platform.orchestration.cluster import ResourceError
+    from sparse_rcnn.platform.orchestration.preflight import preflight
+    from sparse_rcnn.platform.spec.job import JobSpec
+
+    # Trials of one setting differ only in seeds and name, which name no file or resource.
+    jobs = {
+        json.dumps({**t.job, "seeds": 0, "name": ""}, sort_keys=True): t.job for t in study.trials
+    }
+    try:
+        preflight([JobSpec.model_validate(j) for j in jobs.values()], address, str(study.path))
+    except ResourceError as e:
+        raise UserError(str(e)) from None

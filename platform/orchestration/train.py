@@ -1,6 +1,7 @@
 """A job as a Ray Train run: the driver side (:func:`run_job`) and the per-worker function.
 
-Driver: prepare the dataset, create the MLflow run, check resources, ``TorchTrainer.fit()``,
+Driver: check files and local resources (before Ray starts), prepare the dataset, connect, check
+the cluster's resources, create the MLflow run, ``TorchTrainer.fit()``,
 log the final checkpoint, close the run (FINISHED / FAILED / KILLED). Worker: rebuild the spec,
 wrap Ray's checkpoint API in a :class:`Reporter`, call the plain engine.
 """
@@ -33,6 +34,7 @@ from sparse_rcnn.platform.orchestration.cluster import (
     check_resources,
     connect,
 )
+from sparse_rcnn.platform.orchestration.preflight import preflight
 from sparse_rcnn.platform.spec.job import JobSpec
 from sparse_rcnn.platform.spec.load import dump_spec, flatten
 from sparse_rcnn.platform.state_dir import ENV as STATE_ENV
@@ -135,10 +137,12 @@ def run_job(
     ``run_id`` continues an existing MLflow run (created by :func:`create_job_run`) instead of
     creating one; ``train_name`` names the Ray Train run, and the same name and storage path
     resume from that run's last checkpoint; ``callbacks`` are Ray Train ``UserCallback``s."""
+    # Files and (for a local Ray) resources first: Ray takes up to a minute to start.
+    preflight([spec], address)
+    paths = dataset_paths(spec)
     uri = resolve_tracking_uri(spec.mlflow.tracking_uri)
     connect_tracked(uri, address)
     check_resources(spec.scaling)
-    paths = dataset_paths(spec)
     if run_id is None:
         run_id = create_job_run(spec, uri, run_tags, parent_run_id)
     storage = spec.storage_path or str(state_dir() / "ray_results")
