@@ -20,13 +20,14 @@ from typing import Any
 import ray
 import ray.train
 import torch
+from pydantic import ValidationError
 from ray.train.torch import TorchConfig, TorchTrainer
 
 from sparse_rcnn.models.config import ModelConfig
 from sparse_rcnn.platform.checkpoints.native import save_checkpoint
 from sparse_rcnn.platform.data.prepare import DatasetPaths, synthetic_dataset
 from sparse_rcnn.platform.engine.distributed import DistContext
-from sparse_rcnn.platform.engine.loop import run_training
+from sparse_rcnn.platform.engine.loop import RunRefused, run_training
 from sparse_rcnn.platform.engine.train_step import NonFiniteLossError
 from sparse_rcnn.platform.errors import MissingFileError, PlatformError
 from sparse_rcnn.platform.orchestration.cluster import (
@@ -36,7 +37,7 @@ from sparse_rcnn.platform.orchestration.cluster import (
 )
 from sparse_rcnn.platform.orchestration.preflight import preflight
 from sparse_rcnn.platform.spec.job import JobSpec
-from sparse_rcnn.platform.spec.load import dump_spec, flatten
+from sparse_rcnn.platform.spec.load import dump_spec, flatten, format_validation_error
 from sparse_rcnn.platform.state_dir import ENV as STATE_ENV
 from sparse_rcnn.platform.state_dir import state_dir
 from sparse_rcnn.platform.tracking import names
@@ -100,10 +101,14 @@ def _match_threads_to_cpus() -> None:
 
 
 def train_worker(config: dict[str, Any]) -> dict[str, Any]:
-    """Runs on every Ray Train worker. Returns rank 0's outcome to the driver; a diverged run
-    returns ``{"status": "diverged"}`` on every rank (all ranks agree) instead of raising, so the
-    failure policy does not restart a run that would diverge again."""
-    spec = JobSpec.model_validate(config["spec"])
+    """Runs on every Ray Train worker. Returns rank 0's outcome to the driver. A diverged run
+    (``{"status": "diverged"}``) and a run its own spec stops (``{"status": "refused"}``: the
+    spec does not validate here, or :class:`RunRefused`) return on every rank (all ranks agree)
+    instead of raising, so the failure policy does not restart a run that would fail again."""
+    try:
+        spec = JobSpec.model_validate(config["spec"])
+    except ValidationError as e:
+        return {"status": "refused", "error": format_validation_error(e, "job spec")}
     _match_threads_to_cpus()
     paths = DatasetPaths(**config["paths"])
     if spec.dataset.kind == "synthetic" and not Path(paths.train_ann).exists():
@@ -118,6 +123,8 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any]:
         result = run_training(spec, paths, RayReporter(), logger, dist)
     except NonFiniteLossError as e:
         return {"status": "diverged", "error": str(e)}
+    except RunRefused as e:
+        return {"status": "refused", "error": str(e)}
     return {"status": "ok", "metrics": result.metrics, "resumed_from": result.resumed_from_epoch}
 
 
@@ -182,7 +189,7 @@ def run_job(
         finish_run(uri, run_id, "FAILED", message)
         raise JobFailed(f"training run {run_id} failed: {e}") from e
     outcome = result.return_value or {}
-    if outcome.get("status") == "diverged":
+    if outcome.get("status") in ("diverged", "refused"):
         finish_run(uri, run_id, "FAILED", outcome["error"])
         raise JobFailed(f"training run {run_id} stopped: {outcome['error']}")
     checkpoint_path = _log_final_checkpoint(uri, run_id, result.checkpoint, spec)
