@@ -5,13 +5,13 @@ A light module (no numpy, scipy or pyarrow) so that loading a job spec stays fas
 
 from __future__ import annotations
 
-from sparse_rcnn.platform.errors import PlatformError
+from sparse_rcnn.platform.errors import InputError
 
 COCO_MAX_DETS = (1, 10, 100)
 MMDET_MAX_DETS = (100, 300, 1000)
 
 
-class MaxDetsError(PlatformError, ValueError):
+class MaxDetsError(InputError):
     """``max_dets`` is not three increasing positive ints containing 100."""
 
 

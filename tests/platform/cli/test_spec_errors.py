@@ -72,7 +72,7 @@ INVALID = "sparse-rcnn train: error: {path}: invalid spec: "
         ),
         (
             "dataset.synthetic.min_size=500",
-            "dataset.synthetic: need 64 <= min_size <= max_size, got 500 and 160",
+            "dataset.synthetic: need 64 <= min_size <= max_size <= 4096, got 500 and 160",
         ),
     ],
 )
@@ -92,7 +92,7 @@ def test_yaml_integers_and_booleans_still_work(job_yaml, capsys):
 
 def test_synthetic_sizes_follow_the_generators_rule(tmp_path, job_yaml, capsys):
     """The spec and make-synthetic refuse min_size > max_size with the same words."""
-    rule = "need 64 <= min_size <= max_size, got 500 and 100"
+    rule = "need 64 <= min_size <= max_size <= 4096, got 500 and 100"
     sets = ["--set", "dataset.synthetic.min_size=500", "--set", "dataset.synthetic.max_size=100"]
     assert main(["train", str(job_yaml), "--dry-run", *sets]) == 2
     assert one_error_line(capsys) == INVALID.format(path=job_yaml) + f"dataset.synthetic: {rule}"

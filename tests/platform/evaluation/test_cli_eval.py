@@ -124,9 +124,9 @@ def test_eval_accepts_integral_float_ids(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("column", "values", "message"),
     [
-        ("image_id", [2.7], "column image_id: row 0 is 2.7, not an integer"),
-        ("score", ["hi"], "column score has type string; expected numbers"),
-        ("category_id", [True], "column category_id has type bool; expected integers"),
+        ("image_id", [2.7], "Parquet column 'image_id' row 0 holds 2.7, expected integers"),
+        ("score", ["hi"], "Parquet column 'score' holds string, expected numbers"),
+        ("category_id", [True], "Parquet column 'category_id' holds bool, expected numbers"),
     ],
 )
 def test_eval_parquet_columns_are_typed(tmp_path, capsys, column, values, message):
