@@ -71,8 +71,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _preflight(study: Study, address: str | None) -> None:
     """Every trial's files and (for a local Ray) resources, before any Ray start."""
-    from sparse_rcnn.platform.cli.main import UserError
-    from sparse_rcnn.platform.orchestration.cluster import ResourceError
     from sparse_rcnn.platform.orchestration.preflight import preflight
     from sparse_rcnn.platform.spec.job import JobSpec
 
@@ -80,7 +78,4 @@ def _preflight(study: Study, address: str | None) -> None:
     jobs = {
         json.dumps({**t.job, "seeds": 0, "name": ""}, sort_keys=True): t.job for t in study.trials
     }
-    try:
-        preflight([JobSpec.model_validate(j) for j in jobs.values()], address, str(study.path))
-    except ResourceError as e:
-        raise UserError(str(e)) from None
+    preflight([JobSpec.model_validate(j) for j in jobs.values()], address, str(study.path))

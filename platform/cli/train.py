@@ -27,20 +27,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sparse_rcnn.platform.cli.main import UserError
-    from sparse_rcnn.platform.orchestration.cluster import ResourceError
     from sparse_rcnn.platform.orchestration.preflight import preflight
     from sparse_rcnn.platform.spec.load import dump_spec, load_job_spec
 
     spec = load_job_spec(args.spec, args.overrides)
-    try:
-        # Before any Ray start (run_job repeats it for library callers).
-        preflight([spec], args.address, source=args.spec)
-    except ResourceError as e:
-        raise UserError(str(e)) from None
+    preflight([spec], args.address, source=args.spec)  # before any Ray start
     if args.dry_run:
         print(dump_spec(spec), end="")
         return 0
+    from sparse_rcnn.platform.cli.main import UserError
+    from sparse_rcnn.platform.orchestration.cluster import ResourceError
     from sparse_rcnn.platform.orchestration.train import JobFailed, run_job
     from sparse_rcnn.platform.tracking.report import print_outcome
 
