@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
         from sparse_rcnn.platform.spec.study import load_study
 
         study = load_study(args.spec)
-        _preflight(study, args.address)
+        _preflight(study, args.address, resources=not args.dry_run)
         if args.dry_run:
             for t in study.trials:
                 seeds = " ".join(f"{k}={v}" for k, v in t.seeds.items())
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _preflight(study: Study, address: str | None) -> None:
+def _preflight(study: Study, address: str | None, resources: bool) -> None:
     """Every trial's files and (for a local Ray) resources, before any Ray start."""
     from sparse_rcnn.platform.orchestration.preflight import preflight
     from sparse_rcnn.platform.spec.job import JobSpec
@@ -78,4 +78,5 @@ def _preflight(study: Study, address: str | None) -> None:
     jobs = {
         json.dumps({**t.job, "seeds": 0, "name": ""}, sort_keys=True): t.job for t in study.trials
     }
-    preflight([JobSpec.model_validate(j) for j in jobs.values()], address, str(study.path))
+    specs = [JobSpec.model_validate(j) for j in jobs.values()]
+    preflight(specs, address, str(study.path), resources)

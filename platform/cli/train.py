@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from sparse_rcnn.platform.spec.load import dump_spec, load_job_spec
 
     spec = load_job_spec(args.spec, args.overrides)
-    preflight([spec], args.address, source=args.spec)  # before any Ray start
+    preflight([spec], args.address, args.spec, resources=not args.dry_run)  # before any Ray start
     if args.dry_run:
         print(dump_spec(spec), end="")
         return 0

@@ -93,11 +93,18 @@ def check_local_resources(scalings: Iterable[ScalingSpec], address: str | None =
 
 
 def preflight(
-    specs: Iterable[JobSpec], address: str | None = None, source: str = "job spec"
+    specs: Iterable[JobSpec],
+    address: str | None = None,
+    source: str = "job spec",
+    resources: bool = True,
 ) -> None:
-    """Files, then local resources, of every job in ``specs`` (distinct scalings once)."""
+    """Files, then (with ``resources``) local resources, of every job in ``specs``; distinct
+    scalings are checked once. A dry run checks files only: it may prepare a spec for another
+    machine."""
     specs = list(specs)
     for spec in specs:
         check_job_files(spec, source)
+    if not resources:
+        return
     scalings = {s.scaling.model_dump_json(): s.scaling for s in specs}
     check_local_resources(scalings.values(), address)

@@ -162,8 +162,11 @@ def test_impossible_resources_fail_before_ray_starts(job_yaml, capsys, no_ray_ad
         "{'CPU': 1.0, 'GPU': 4096.0}, more than the cluster has (GPU: needs 4096, cluster has "
     ), line
     assert line.endswith("); lower scaling.num_workers or resources_per_worker")
-    assert main(["train", str(job_yaml), "--dry-run", "--set", "scaling.num_workers=100000"]) == 2
+    assert main(["train", str(job_yaml), "--set", "scaling.num_workers=100000"]) == 2
     assert "CPU: needs 100000, cluster has" in one_error_line(capsys)
+    assert not ray.is_initialized()
+    # A dry run checks files, not this machine's resources: it may prepare a cluster's job.
+    assert main(["train", str(job_yaml), "--dry-run", "--set", "scaling.num_workers=100000"]) == 0
 
 
 # -- studies ----------------------------------------------------------------------------------
