@@ -7,7 +7,10 @@ import argparse
 import json
 from typing import TYPE_CHECKING
 
+from sparse_rcnn.platform.cli.train import add_verbose_argument, prepare_console
+
 if TYPE_CHECKING:
+    from sparse_rcnn.platform.spec.job import JobSpec
     from sparse_rcnn.platform.spec.study import Study
 
 HELP = "Run a seed-variance study (Ray Tune over Ray Train runs), then write its report."
@@ -23,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="validate the study and list its trials without running them",
     )
     parser.add_argument("--no-report", action="store_true", help="skip the report at the end")
+    add_verbose_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,27 +35,39 @@ def run(args: argparse.Namespace) -> int:
     if bool(args.spec) == bool(args.resume):
         raise UserError("give either a study spec file or --resume STUDY_ID")
     if args.spec:
+        from sparse_rcnn.platform.orchestration.preflight import check_job_files
         from sparse_rcnn.platform.spec.study import load_study
 
         study = load_study(args.spec)
-        _preflight(study, args.address, resources=not args.dry_run)
+        specs = _distinct_jobs(study)
+        for spec in specs:  # before Ray starts; resources below, once the console is prepared
+            check_job_files(spec, args.spec)
         if args.dry_run:
             for t in study.trials:
                 seeds = " ".join(f"{k}={v}" for k, v in t.seeds.items())
                 print(f"{t.key:<28} {t.setting_label:<40} {t.source:<14} {seeds}")
             print(f"{len(study.trials)} trials, {len(study.settings)} settings")
             return 0
+    prepare_console(args.address, args.verbose)
     from sparse_rcnn.platform.orchestration.cluster import ResourceError
+    from sparse_rcnn.platform.orchestration.console import quiet_console
+    from sparse_rcnn.platform.orchestration.preflight import check_local_resources
     from sparse_rcnn.platform.orchestration.study import StudyError, resume_study, start_study
     from sparse_rcnn.platform.orchestration.train import JobFailed
 
     try:
-        if args.resume:
-            outcome = resume_study(args.resume, address=args.address)
-        else:
-            outcome = start_study(study, address=args.address)
+        if args.spec:  # before ray.init: a local Ray takes up to a minute to start
+            check_local_resources([s.scaling for s in specs], args.address)
+        with quiet_console(args.verbose):
+            if args.resume:
+                outcome = resume_study(args.resume, address=args.address)
+            else:
+                outcome = start_study(study, address=args.address)
     except (StudyError, ResourceError, JobFailed) as e:
         raise UserError(str(e)) from None
+    except KeyboardInterrupt:
+        # The study driver has printed what was kept and the resume command (one line).
+        return 130
     if not outcome.finished:
         print(
             f"study {outcome.study_id} is unfinished; resume it with: "
@@ -69,14 +85,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _preflight(study: Study, address: str | None, resources: bool) -> None:
-    """Every trial's files and (for a local Ray) resources, before any Ray start."""
-    from sparse_rcnn.platform.orchestration.preflight import preflight
+def _distinct_jobs(study: Study) -> list[JobSpec]:
+    """One job per setting: trials of a setting differ only in seeds and name, which name no
+    file or resource."""
     from sparse_rcnn.platform.spec.job import JobSpec
 
-    # Trials of one setting differ only in seeds and name, which name no file or resource.
     jobs = {
         json.dumps({**t.job, "seeds": 0, "name": ""}, sort_keys=True): t.job for t in study.trials
     }
-    specs = [JobSpec.model_validate(j) for j in jobs.values()]
-    preflight(specs, address, str(study.path), resources)
+    return [JobSpec.model_validate(j) for j in jobs.values()]

@@ -8,17 +8,18 @@ resource request is one line within seconds, not after a minute of Ray start-up.
   ``--address``, no ``RAY_ADDRESS``, Ray not yet initialised), the CPUs and GPUs this machine
   has must hold the workers. On a cluster the same check runs after connecting
   (:func:`~sparse_rcnn.platform.orchestration.cluster.check_resources`).
+
+This module does not import ``ray`` (``check_local_resources`` does, when called): the CLI checks
+files before it sets the environment Ray reads at import (see ``orchestration/loopback.py``).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-import ray
-
-from sparse_rcnn.platform.orchestration.cluster import ResourceError, check_resources
 from sparse_rcnn.platform.spec.job import JobSpec, ScalingSpec
 from sparse_rcnn.platform.spec.load import SpecError
 
@@ -62,7 +63,9 @@ def check_job_files(spec: JobSpec, source: str = "job spec") -> None:
 
 def starts_local_ray(address: str | None) -> bool:
     """Whether connecting now would start a new local Ray (what ``cluster.connect`` does)."""
-    return not (address or os.environ.get("RAY_ADDRESS") or ray.is_initialized())
+    ray = sys.modules.get("ray")  # not imported: certainly not initialised
+    initialised = ray is not None and ray.is_initialized()
+    return not (address or os.environ.get("RAY_ADDRESS") or initialised)
 
 
 def local_resources() -> dict[str, float]:
@@ -80,6 +83,8 @@ def check_local_resources(scalings: Iterable[ScalingSpec], address: str | None =
     ``RAY_OVERRIDE_RESOURCES`` changes what the local Ray advertises."""
     if not starts_local_ray(address) or os.environ.get("RAY_OVERRIDE_RESOURCES"):
         return
+    from sparse_rcnn.platform.orchestration.cluster import ResourceError, check_resources
+
     node = {"Alive": True, "Resources": local_resources()}
     for scaling in scalings:
         res = scaling.resources_per_worker
@@ -93,18 +98,12 @@ def check_local_resources(scalings: Iterable[ScalingSpec], address: str | None =
 
 
 def preflight(
-    specs: Iterable[JobSpec],
-    address: str | None = None,
-    source: str = "job spec",
-    resources: bool = True,
+    specs: Iterable[JobSpec], address: str | None = None, source: str = "job spec"
 ) -> None:
-    """Files, then (with ``resources``) local resources, of every job in ``specs``; distinct
-    scalings are checked once. A dry run checks files only: it may prepare a spec for another
-    machine."""
+    """Files, then local resources, of every job in ``specs``; distinct scalings once. (A dry run
+    checks files only: it may prepare a spec for another machine.)"""
     specs = list(specs)
     for spec in specs:
         check_job_files(spec, source)
-    if not resources:
-        return
     scalings = {s.scaling.model_dump_json(): s.scaling for s in specs}
     check_local_resources(scalings.values(), address)

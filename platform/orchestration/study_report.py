@@ -31,6 +31,7 @@ from sparse_rcnn.platform.orchestration.study import (
     study_folder,
 )
 from sparse_rcnn.platform.orchestration.train import dataset_paths
+from sparse_rcnn.platform.output_files import atomic_write
 from sparse_rcnn.platform.spec.job import JobSpec
 from sparse_rcnn.platform.stats.analysis import Analysis, analyze
 from sparse_rcnn.platform.stats.render import to_markdown
@@ -194,8 +195,11 @@ def write_report(
     }
     md = folder / REPORT_MD
     js = folder / REPORT_JSON
-    js.write_text(json.dumps(report, indent=1, allow_nan=False))
-    md.write_text(to_markdown(analysis, title=f"Seed study {study_id}"))
+    # Replaced, never written through: a report.md planted as a symlink is not followed.
+    text = json.dumps(report, indent=1, allow_nan=False)
+    atomic_write(js, lambda f: f.write(text.encode()))
+    markdown = to_markdown(analysis, title=f"Seed study {study_id}")
+    atomic_write(md, lambda f: f.write(markdown.encode()))
     if log:
         logger = RunLogger(record.tracking_uri, record.parent_run_id)
         for path in (md, js):

@@ -36,19 +36,37 @@ from sparse_rcnn.platform.orchestration.cluster import (
     connect,
 )
 from sparse_rcnn.platform.orchestration.preflight import preflight
+from sparse_rcnn.platform.redact import redact
 from sparse_rcnn.platform.spec.job import JobSpec
 from sparse_rcnn.platform.spec.load import dump_spec, flatten, format_validation_error
 from sparse_rcnn.platform.state_dir import ENV as STATE_ENV
 from sparse_rcnn.platform.state_dir import state_dir
 from sparse_rcnn.platform.tracking import names
 from sparse_rcnn.platform.tracking.runs import RunLogger, create_run, finish_run
-from sparse_rcnn.platform.tracking.store import is_local_store, resolve_tracking_uri
+from sparse_rcnn.platform.tracking.store import (
+    credential_env,
+    is_local_store,
+    resolve_tracking_uri,
+)
 
 CHECKPOINT_FILE = "state.pt"
 
 
 class JobFailed(PlatformError, RuntimeError):
     """The training run ended in error; the MLflow run is marked FAILED with the message."""
+
+
+class JobInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or ``jobs stop``) ended the run: its MLflow run is marked KILLED and the Ray Train
+    checkpoints written so far are kept; ``checkpoint`` is the last one, or None."""
+
+    def __init__(self, run_id: str, checkpoint: str | None):
+        super().__init__(run_id)
+        self.run_id, self.checkpoint = run_id, checkpoint
+
+    def summary(self) -> str:
+        kept = f"last checkpoint {self.checkpoint}" if self.checkpoint else "no checkpoint yet"
+        return f"interrupted: MLflow run {self.run_id} marked KILLED; {kept}"
 
 
 @dataclass
@@ -148,11 +166,16 @@ def run_job(
     preflight([spec], address)
     paths = dataset_paths(spec)
     uri = resolve_tracking_uri(spec.mlflow.tracking_uri)
+    if spec.mlflow.tracking_uri:  # without the credentials resolve_tracking_uri took out
+        spec = spec.model_copy(
+            update={"mlflow": spec.mlflow.model_copy(update={"tracking_uri": uri})}
+        )
     connect_tracked(uri, address)
     check_resources(spec.scaling)
     if run_id is None:
         run_id = create_job_run(spec, uri, run_tags, parent_run_id)
     storage = spec.storage_path or str(state_dir() / "ray_results")
+    name = train_name or f"{spec.name}-{run_id[:12]}"
     trainer = TorchTrainer(
         train_worker,
         train_loop_config={
@@ -168,7 +191,7 @@ def run_job(
         ),  # fmt: skip
         torch_config=TorchConfig(backend="nccl" if spec.scaling.use_gpu else "gloo"),
         run_config=ray.train.RunConfig(
-            name=train_name or f"{spec.name}-{run_id[:12]}",
+            name=name,
             callbacks=callbacks or None,
             storage_path=storage,
             failure_config=ray.train.FailureConfig(max_failures=spec.max_failures),
@@ -183,11 +206,11 @@ def run_job(
     except (KeyboardInterrupt, SystemExit):
         # Ctrl-C, or `jobs stop` (Ray Train's SIGINT handler aborts and raises SystemExit).
         finish_run(uri, run_id, "KILLED", "interrupted (Ctrl-C or jobs stop)")
-        raise
+        raise JobInterrupted(run_id, last_checkpoint(storage, name)) from None
     except Exception as e:  # TrainingFailedError and anything the driver hit
         message = f"{type(e).__name__}: {e}\n{traceback.format_exc()}"
         finish_run(uri, run_id, "FAILED", message)
-        raise JobFailed(f"training run {run_id} failed: {e}") from e
+        raise JobFailed(redact(f"training run {run_id} failed: {e}")) from e
     outcome = result.return_value or {}
     if outcome.get("status") in ("diverged", "refused"):
         finish_run(uri, run_id, "FAILED", outcome["error"])
@@ -197,10 +220,19 @@ def run_job(
     return JobOutcome(run_id, uri, outcome.get("metrics", {}), checkpoint_path, result.path)
 
 
+def last_checkpoint(storage: str, name: str) -> str | None:
+    """The newest ``checkpoint_<timestamp>`` folder of the Ray Train run ``name``, if local."""
+    if "://" in storage:
+        return None
+    found = sorted(p for p in (Path(storage) / name).glob("checkpoint_*") if p.is_dir())
+    return str(found[-1]) if found else None
+
+
 def connect_tracked(uri: str, address: str | None = None) -> None:
     """Connect to Ray with the state dir and tracking URI in every worker's environment; raise
     :class:`JobFailed` when several nodes would each write their own local MLflow store."""
-    connect(address, {STATE_ENV: str(state_dir()), "MLFLOW_TRACKING_URI": uri})
+    env = {STATE_ENV: str(state_dir()), "MLFLOW_TRACKING_URI": uri, **credential_env()}
+    connect(address, env)
     if alive_node_count() > 1 and is_local_store(uri):
         raise JobFailed(
             f"this Ray cluster has {alive_node_count()} nodes but MLflow tracking points to a "

@@ -43,6 +43,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
+from sparse_rcnn.platform.names import NAME_RULE, check_name
 from sparse_rcnn.platform.spec.job import JobSpec, Number, SeedSpec
 from sparse_rcnn.platform.spec.load import (
     SpecError,
@@ -66,7 +67,7 @@ RESERVED_PREFIXES = ("seeds", "name", "mlflow.run_name")
 class StudySpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    name: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(..., description=f"the study's name, start of its study id; {NAME_RULE}")
     job: str = Field(..., description="base job spec, relative to the study file")
     set: dict[str, Any] = Field(
         default_factory=dict, description="dotted-path overrides applied to every trial"
@@ -110,6 +111,11 @@ class StudySpec(BaseModel):
                 f"seeds must be a count >= 1 or a list of distinct ints >= 0, got {yaml_scalar(v)}"
             )
         return v
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_name("study name", v)
 
     @field_validator("seeds")
     @classmethod

@@ -5,6 +5,8 @@ Each case is a row of docs/errors.md ("Job and study specs"); the messages are a
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 import pytest
@@ -114,8 +116,10 @@ def coco_job(tmp_path, small_job, **paths) -> str:
 
 @pytest.fixture
 def no_ray_address(monkeypatch):
+    """A local Ray would start; what ``train`` sets for it is undone after the test."""
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.delenv("RAY_OVERRIDE_RESOURCES", raising=False)
+    monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
 @pytest.mark.parametrize(
@@ -253,3 +257,17 @@ def test_a_study_checks_its_dataset_files_before_ray(tmp_path, small_job, capsys
         f"sparse-rcnn study: error: {path}: dataset.train_ann: file not found: /no/such/train.json"
     )
     assert spec
+
+
+def test_a_dry_run_does_not_import_ray(tmp_path, small_job):
+    """The CLI checks files before it sets the environment Ray reads at import (loopback)."""
+    job = tmp_path / "job.yaml"
+    job.write_text(yaml.safe_dump(small_job()))
+    code = (
+        "import sys\n"
+        "from sparse_rcnn.platform.cli.main import main\n"
+        f"assert main(['train', {str(job)!r}, '--dry-run']) == 0\n"
+        "assert 'ray' not in sys.modules, 'ray was imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
