@@ -271,3 +271,21 @@ def test_a_dry_run_does_not_import_ray(tmp_path, small_job):
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_study_checks_local_resources_before_ray(tmp_path, small_job, capsys, no_ray_address):
+    import ray
+
+    if ray.is_initialized():
+        pytest.skip("a Ray from another test is up; the local pre-flight applies before ray.init")
+    (tmp_path / "gpu.yaml").write_text(
+        yaml.safe_dump(small_job(**{"scaling.resources_per_worker": {"CPU": 1, "GPU": 4096}}))
+    )
+    path = tmp_path / "st.yaml"
+    path.write_text(yaml.safe_dump({"name": "st", "job": "gpu.yaml", "seeds": 2}))
+    start = time.monotonic()
+    assert main(["study", str(path)]) == 2
+    assert time.monotonic() - start < 10 and not ray.is_initialized()
+    line = one_error_line(capsys)
+    assert line.startswith("sparse-rcnn study: error: on this machine (local Ray): scaling asks ")
+    assert "GPU: needs 4096, cluster has " in line
