@@ -4,9 +4,15 @@ study on Ray Tune (one Ray Train run per trial), then write its report."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
+from typing import TYPE_CHECKING
 
 from sparse_rcnn.platform.cli.train import add_verbose_argument, prepare_console
+
+if TYPE_CHECKING:
+    from sparse_rcnn.platform.spec.job import JobSpec
+    from sparse_rcnn.platform.spec.study import Study
 
 HELP = "Run a seed-variance study (Ray Tune over Ray Train runs), then write its report."
 
@@ -30,9 +36,13 @@ def run(args: argparse.Namespace) -> int:
     if bool(args.spec) == bool(args.resume):
         raise UserError("give either a study spec file or --resume STUDY_ID")
     if args.spec:
+        from sparse_rcnn.platform.orchestration.preflight import check_job_files
         from sparse_rcnn.platform.spec.study import load_study
 
         study = load_study(args.spec)
+        specs = _distinct_jobs(study)
+        for spec in specs:  # before Ray starts; resources below, once the console is prepared
+            check_job_files(spec, args.spec)
         if args.dry_run:
             for t in study.trials:
                 seeds = " ".join(f"{k}={v}" for k, v in t.seeds.items())
@@ -47,10 +57,13 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
     from sparse_rcnn.platform.orchestration.cluster import ResourceError
     from sparse_rcnn.platform.orchestration.console import quiet_console
+    from sparse_rcnn.platform.orchestration.preflight import check_local_resources
     from sparse_rcnn.platform.orchestration.study import StudyError, resume_study, start_study
     from sparse_rcnn.platform.orchestration.train import JobFailed
 
     try:
+        if args.spec:  # before ray.init: a local Ray takes up to a minute to start
+            check_local_resources([s.scaling for s in specs], args.address)
         with quiet_console(args.verbose):
             if args.resume:
                 outcome = resume_study(args.resume, address=args.address)
@@ -76,3 +89,14 @@ def run(args: argparse.Namespace) -> int:
 
         print_report(outcome.study_id)
     return 0
+
+
+def _distinct_jobs(study: Study) -> list[JobSpec]:
+    """One job per setting: trials of a setting differ only in seeds and name, which name no
+    file or resource."""
+    from sparse_rcnn.platform.spec.job import JobSpec
+
+    jobs = {
+        json.dumps({**t.job, "seeds": 0, "name": ""}, sort_keys=True): t.job for t in study.trials
+    }
+    return [JobSpec.model_validate(j) for j in jobs.values()]

@@ -49,9 +49,11 @@ def prepare_console(address: str | None, verbose: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sparse_rcnn.platform.orchestration.preflight import check_job_files
     from sparse_rcnn.platform.spec.load import dump_spec, load_job_spec
 
     spec = load_job_spec(args.spec, args.overrides)
+    check_job_files(spec, args.spec)  # run_job checks resources too, before Ray starts
     if args.dry_run:
         print(dump_spec(spec), end="")
         return 0

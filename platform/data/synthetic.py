@@ -309,6 +309,23 @@ def _finish(
     return image, anns
 
 
+def check_settings(
+    num_images: int, seed: int, val_fraction: float, min_size: int, max_size: int
+) -> None:
+    """Raise :class:`InputError` (a ValueError) naming the first impossible generator setting:
+    the one rule that :func:`make_synthetic` and the job spec's ``dataset.synthetic`` apply."""
+    if num_images < 1:
+        raise InputError(f"num_images must be >= 1, got {num_images}")
+    if seed < 0:
+        raise InputError(f"seed must be >= 0, got {seed}")
+    if not 0.0 <= val_fraction < 1.0:
+        raise InputError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if not MIN_SIDE <= min_size <= max_size <= MAX_SIDE:
+        raise InputError(
+            f"need {MIN_SIDE} <= min_size <= max_size <= {MAX_SIDE}, got {min_size} and {max_size}"
+        )
+
+
 def make_synthetic(
     root: str | Path,
     num_images: int,
@@ -330,16 +347,7 @@ def make_synthetic(
     raises :class:`~sparse_rcnn.platform.errors.OutputPathError`, both before anything is
     written or removed.
     """
-    if num_images < 1:
-        raise InputError(f"num_images must be >= 1, got {num_images}")
-    if seed < 0:
-        raise InputError(f"seed must be >= 0, got {seed}")
-    if not 0.0 <= val_fraction < 1.0:
-        raise InputError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    if not MIN_SIDE <= min_size <= max_size <= MAX_SIDE:
-        raise InputError(
-            f"need {MIN_SIDE} <= min_size <= max_size <= {MAX_SIDE}, got {min_size} and {max_size}"
-        )
+    check_settings(num_images, seed, val_fraction, min_size, max_size)
     cats = dataset_categories(difficulty)
     root = Path(root)
     check_output_folder(root)

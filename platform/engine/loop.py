@@ -30,6 +30,7 @@ from sparse_rcnn.platform.engine.distributed import DistContext
 from sparse_rcnn.platform.engine.evaluate import evaluate_dataset
 from sparse_rcnn.platform.engine.schedule import lr_factor
 from sparse_rcnn.platform.engine.train_step import train_step
+from sparse_rcnn.platform.errors import PlatformError
 from sparse_rcnn.platform.evaluation.detections import Detections
 from sparse_rcnn.platform.spec.job import JobSpec
 
@@ -62,6 +63,12 @@ class NullLogger:
 
     def log_detections(self, dets: Detections, epoch: int) -> None:
         pass
+
+
+class RunRefused(PlatformError):
+    """The run cannot go on because of its input (an evaluation the spec makes impossible):
+    raised on every rank at the same point, so a restart, which would fail the same way, is
+    not attempted (``train_worker`` returns it as a status instead of raising)."""
 
 
 @dataclass
@@ -210,14 +217,22 @@ def run_training(
         last = epoch == sched.epochs - 1
         evaluated = bool(spec.eval_interval and (epoch + 1) % spec.eval_interval == 0) or last
         if evaluated:
-            out = evaluate_dataset(model, val_ds, dist, spec.precision, max_dets=spec.eval_max_dets)
+            refused: str | None = None
+            try:  # rank 0 evaluates; the others only predict
+                out = evaluate_dataset(
+                    model, val_ds, dist, spec.precision, max_dets=spec.eval_max_dets
+                )
+            except PlatformError as e:  # input the user must fix; every rank learns of it below
+                out, refused = None, f"evaluation after epoch {epoch + 1}: {e}"
             if out is not None:
                 result_eval, dets = out
                 metrics = dict(result_eval.stats)
                 logger.log_epoch(epoch + 1, metrics)
                 if last:
                     logger.log_detections(dets, epoch + 1)
-            metrics = dist.broadcast(metrics)
+            refused, metrics = dist.broadcast((refused, metrics))
+            if refused is not None:
+                raise RunRefused(refused)
             epoch_metrics["eval_epoch"] = epoch + 1  # marks the reports that evaluated
         epoch_metrics.update(metrics)
         if dist.is_main:

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sparse_rcnn.platform.errors import InputError, MissingFileError
+from sparse_rcnn.platform.evaluation.json_columns import int_column, number_column
 from sparse_rcnn.platform.output_files import atomic_write
 
 PARQUET_COLUMNS = ("image_id", "category_id", "score", "x", "y", "w", "h")
@@ -101,17 +102,23 @@ class Detections:
                 f"{source}: expected a JSON list of detections, got {type(results).__name__}"
             )
         n = len(results)
-        try:  # np.fromiter over the fields: ~2x faster than np.array on lists of lists
-            image_id = np.fromiter(map(itemgetter("image_id"), results), np.int64, n)
-            category_id = np.fromiter(map(itemgetter("category_id"), results), np.int64, n)
-            score = np.fromiter(map(itemgetter("score"), results), np.float64, n)
-            boxes = list(map(itemgetter("bbox"), results))
-            if (np.fromiter(map(len, boxes), np.int64, n) != 4).any():
+        try:  # columns through map/fromiter: ~2x faster than np.array on lists of lists
+            cols = {k: list(map(itemgetter(k), results)) for k in _JSON_KEYS}
+            if (np.fromiter(map(len, cols["bbox"]), np.int64, n) != 4).any():
                 raise ValueError("bbox of the wrong length")
-            bbox = np.fromiter(chain.from_iterable(boxes), np.float64, 4 * n).reshape(n, 4)
         except (KeyError, TypeError, ValueError) as e:
             raise InputError(f"{source}: {_first_bad_result(results)}") from e
-        return cls(image_id, category_id, score, bbox)
+
+        def entry(i: int) -> str:
+            return f"{source}: entry {i}"
+
+        coords = list(chain.from_iterable(cols["bbox"]))
+        return cls(
+            int_column(cols["image_id"], "image_id", entry),
+            int_column(cols["category_id"], "category_id", entry),
+            number_column(cols["score"], "score", entry),
+            number_column(coords, "bbox value", lambda j: entry(j // 4)).reshape(n, 4),
+        )
 
     def to_coco_results(self) -> list[dict]:
         """The COCO results list: ``{"image_id", "category_id", "score", "bbox": [x, y, w, h]}``.
@@ -178,6 +185,15 @@ def save_detections(dets: Detections, path: str | Path) -> None:
         )
 
 
+def _check_integral(path: Path, name: str, values: np.ndarray) -> None:
+    """Float id columns pass only with integral values (``2.0``); ``2.7`` is not truncated."""
+    if values.dtype.kind == "f" and not (np.mod(values, 1) == 0).all():
+        k = int(np.flatnonzero(np.mod(values, 1) != 0)[0])
+        raise InputError(
+            f"{path}: Parquet column '{name}' row {k} holds {values[k]:g}, expected integers"
+        )
+
+
 def load_detections(path: str | Path) -> Detections:
     """Read detections written by :func:`save_detections` (or any COCO results JSON).
 
@@ -223,6 +239,8 @@ def load_detections(path: str | Path) -> Detections:
         c, kind = next(iter(not_numeric.items()))
         raise InputError(f"{path}: Parquet column '{c}' holds {kind}, expected numbers")
     col = {c: table.column(c).to_numpy() for c in PARQUET_COLUMNS}
+    for c in ("image_id", "category_id"):
+        _check_integral(path, c, col[c])
     score = col["score"]
     if score.dtype != np.float32:
         score = score.astype(np.float64)

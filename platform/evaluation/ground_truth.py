@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from sparse_rcnn.platform.errors import InputError, MissingFileError
+from sparse_rcnn.platform.evaluation.json_columns import int_column
 
 
 @dataclass(frozen=True)
@@ -94,14 +95,19 @@ def load_ground_truth(source: GroundTruth | dict | str | Path) -> GroundTruth:
     category_ids = _unique_ids(source["categories"], "categories", name)
     anns = source["annotations"]
     try:
-        raw_img = np.array([a["image_id"] for a in anns], dtype=np.int64)
-        raw_cat = np.array([a["category_id"] for a in anns], dtype=np.int64)
-        ann_id = np.array([a["id"] for a in anns], dtype=np.int64)
+        raw = {k: [a[k] for a in anns] for k in ("image_id", "category_id", "id")}
         bbox = np.array([a["bbox"] for a in anns], dtype=np.float64).reshape(len(anns), 4)
         area = np.array([a.get("area", np.nan) for a in anns], dtype=np.float64)
         iscrowd = np.array([bool(a.get("iscrowd", 0)) for a in anns], dtype=bool)
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise InputError(f"{name}: {_first_bad_annotation(anns)}") from e
+
+    def annotation(k: int) -> str:
+        return f"{name}: annotations[{k}]"
+
+    raw_img = int_column(raw["image_id"], "image_id", annotation)
+    raw_cat = int_column(raw["category_id"], "category_id", annotation)
+    ann_id = int_column(raw["id"], "id", annotation)
     if not np.isfinite(bbox).all():
         k = int(np.flatnonzero(~np.isfinite(bbox).all(axis=1))[0])
         raise InputError(f"{name}: annotations[{k}] has a non-finite bbox {bbox[k].tolist()}")
@@ -124,9 +130,10 @@ def load_ground_truth(source: GroundTruth | dict | str | Path) -> GroundTruth:
 def _unique_ids(entries: list, key: str, name: str) -> np.ndarray:
     """Sorted ids of ``entries`` (COCO images or categories); duplicates raise ValueError."""
     try:
-        ids = np.array([e["id"] for e in entries], dtype=np.int64)
-    except (KeyError, TypeError, ValueError) as e:
+        raw = [e["id"] for e in entries]
+    except (KeyError, TypeError) as e:
         raise InputError(f"{name}: every entry of '{key}' needs an integer 'id'") from e
+    ids = int_column(raw, "id", lambda i: f"{name}: {key}[{i}]")
     uniq, counts = np.unique(ids, return_counts=True)
     if len(uniq) != len(ids):
         raise InputError(f"{name}: duplicate id {int(uniq[counts > 1][0])} in '{key}'")

@@ -1,6 +1,7 @@
 """A job as a Ray Train run: the driver side (:func:`run_job`) and the per-worker function.
 
-Driver: prepare the dataset, create the MLflow run, check resources, ``TorchTrainer.fit()``,
+Driver: check files and local resources (before Ray starts), prepare the dataset, connect, check
+the cluster's resources, create the MLflow run, ``TorchTrainer.fit()``,
 log the final checkpoint, close the run (FINISHED / FAILED / KILLED). Worker: rebuild the spec,
 wrap Ray's checkpoint API in a :class:`Reporter`, call the plain engine.
 """
@@ -19,13 +20,14 @@ from typing import Any
 import ray
 import ray.train
 import torch
+from pydantic import ValidationError
 from ray.train.torch import TorchConfig, TorchTrainer
 
 from sparse_rcnn.models.config import ModelConfig
 from sparse_rcnn.platform.checkpoints.native import save_checkpoint
 from sparse_rcnn.platform.data.prepare import DatasetPaths, synthetic_dataset
 from sparse_rcnn.platform.engine.distributed import DistContext
-from sparse_rcnn.platform.engine.loop import run_training
+from sparse_rcnn.platform.engine.loop import RunRefused, run_training
 from sparse_rcnn.platform.engine.train_step import NonFiniteLossError
 from sparse_rcnn.platform.errors import MissingFileError, PlatformError
 from sparse_rcnn.platform.orchestration.cluster import (
@@ -33,9 +35,10 @@ from sparse_rcnn.platform.orchestration.cluster import (
     check_resources,
     connect,
 )
+from sparse_rcnn.platform.orchestration.preflight import preflight
 from sparse_rcnn.platform.redact import redact
 from sparse_rcnn.platform.spec.job import JobSpec
-from sparse_rcnn.platform.spec.load import dump_spec, flatten
+from sparse_rcnn.platform.spec.load import dump_spec, flatten, format_validation_error
 from sparse_rcnn.platform.state_dir import ENV as STATE_ENV
 from sparse_rcnn.platform.state_dir import state_dir
 from sparse_rcnn.platform.tracking import names
@@ -116,10 +119,14 @@ def _match_threads_to_cpus() -> None:
 
 
 def train_worker(config: dict[str, Any]) -> dict[str, Any]:
-    """Runs on every Ray Train worker. Returns rank 0's outcome to the driver; a diverged run
-    returns ``{"status": "diverged"}`` on every rank (all ranks agree) instead of raising, so the
-    failure policy does not restart a run that would diverge again."""
-    spec = JobSpec.model_validate(config["spec"])
+    """Runs on every Ray Train worker. Returns rank 0's outcome to the driver. A diverged run
+    (``{"status": "diverged"}``) and a run its own spec stops (``{"status": "refused"}``: the
+    spec does not validate here, or :class:`RunRefused`) return on every rank (all ranks agree)
+    instead of raising, so the failure policy does not restart a run that would fail again."""
+    try:
+        spec = JobSpec.model_validate(config["spec"])
+    except ValidationError as e:
+        return {"status": "refused", "error": format_validation_error(e, "job spec")}
     _match_threads_to_cpus()
     paths = DatasetPaths(**config["paths"])
     if spec.dataset.kind == "synthetic" and not Path(paths.train_ann).exists():
@@ -134,6 +141,8 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any]:
         result = run_training(spec, paths, RayReporter(), logger, dist)
     except NonFiniteLossError as e:
         return {"status": "diverged", "error": str(e)}
+    except RunRefused as e:
+        return {"status": "refused", "error": str(e)}
     return {"status": "ok", "metrics": result.metrics, "resumed_from": result.resumed_from_epoch}
 
 
@@ -153,6 +162,9 @@ def run_job(
     ``run_id`` continues an existing MLflow run (created by :func:`create_job_run`) instead of
     creating one; ``train_name`` names the Ray Train run, and the same name and storage path
     resume from that run's last checkpoint; ``callbacks`` are Ray Train ``UserCallback``s."""
+    # Files and (for a local Ray) resources first: Ray takes up to a minute to start.
+    preflight([spec], address)
+    paths = dataset_paths(spec)
     uri = resolve_tracking_uri(spec.mlflow.tracking_uri)
     if spec.mlflow.tracking_uri:  # without the credentials resolve_tracking_uri took out
         spec = spec.model_copy(
@@ -160,7 +172,6 @@ def run_job(
         )
     connect_tracked(uri, address)
     check_resources(spec.scaling)
-    paths = dataset_paths(spec)
     if run_id is None:
         run_id = create_job_run(spec, uri, run_tags, parent_run_id)
     storage = spec.storage_path or str(state_dir() / "ray_results")
@@ -201,7 +212,7 @@ def run_job(
         finish_run(uri, run_id, "FAILED", message)
         raise JobFailed(redact(f"training run {run_id} failed: {e}")) from e
     outcome = result.return_value or {}
-    if outcome.get("status") == "diverged":
+    if outcome.get("status") in ("diverged", "refused"):
         finish_run(uri, run_id, "FAILED", outcome["error"])
         raise JobFailed(f"training run {run_id} stopped: {outcome['error']}")
     checkpoint_path = _log_final_checkpoint(uri, run_id, result.checkpoint, spec)

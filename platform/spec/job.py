@@ -3,23 +3,49 @@
 A spec is flat YAML (sections below), with at most one level of ``extends: other.yaml``
 (relative to the file). Unknown keys, wrong types and impossible values fail with the field path
 and the allowed values. Defaults are the mmdetection ``sparse_rcnn_r50_fpn_1x_coco`` recipe.
+
+Types are checked without surprises: numbers must be finite (``.inf``/``.nan`` are refused), a
+count or seed is a YAML integer (``true`` or ``2.5`` is refused, not read as 1 or 2), a switch is
+a YAML boolean (``1`` is refused), and a number is never a boolean. Rules shared with the code
+that uses a value (COCOeval ``maxDets``, the synthetic generator's sizes) are the same functions.
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 
 from sparse_rcnn.models.config import PRESETS, ModelConfig
+from sparse_rcnn.platform.data.synthetic import check_settings
+from sparse_rcnn.platform.evaluation.max_dets import check_max_dets
 from sparse_rcnn.platform.names import NAME_RULE, check_name
 
 PIPELINES = ("single_scale", "multiscale", "crop_multiscale")
 
 
+def _not_bool(v: Any) -> Any:
+    if isinstance(v, bool):
+        raise ValueError(f"expected a number, got {str(v).lower()}")
+    return v
+
+
+# A finite float (``allow_inf_nan=False`` below) that is not a boolean; ints such as 1 are fine.
+Number = Annotated[float, BeforeValidator(_not_bool)]
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ModelSpec(_Section):
@@ -58,14 +84,19 @@ def _tuples(d: dict[str, Any]) -> dict[str, Any]:
 
 
 class SyntheticSpec(_Section):
-    images: int = Field(200, ge=2, description="number of images (train + val)")
-    seed: int = Field(0, ge=0)
-    val_fraction: float = Field(0.2, gt=0, lt=1)
-    min_size: int = Field(320, ge=64, description="smallest long side, px")
-    max_size: int = Field(480, ge=64, description="largest long side, px")
+    images: StrictInt = Field(200, ge=2, description="number of images (train + val)")
+    seed: StrictInt = Field(0, ge=0)
+    val_fraction: Number = Field(0.2, gt=0, lt=1)
+    min_size: StrictInt = Field(320, ge=64, description="smallest long side, px")
+    max_size: StrictInt = Field(480, ge=64, description="largest long side, px")
     difficulty: Literal["standard", "easy"] = Field(
         "standard", description="easy: 3 categories, 1-3 large objects, no crowds or distractors"
     )
+
+    @model_validator(mode="after")
+    def _generator_accepts(self) -> SyntheticSpec:
+        check_settings(self.images, self.seed, self.val_fraction, self.min_size, self.max_size)
+        return self
 
 
 class DatasetSpec(_Section):
@@ -78,13 +109,17 @@ class DatasetSpec(_Section):
         None, description="generator settings; the dataset is written under the state dir"
     )
     pipeline: Literal["single_scale", "multiscale", "crop_multiscale"] = "single_scale"
-    input_ratio: float = Field(
+    input_ratio: Number = Field(
         1.0, gt=0, le=4, description="all input sizes x this ratio (0.4 for the tiny preset)"
     )
-    filter_empty_gt: bool = True
-    min_size: int = Field(32, ge=0, description="training images with a shorter side are dropped")
-    skip_bad_images: bool = Field(False, description="skip and count unreadable training images")
-    loader_workers: int = Field(0, ge=0, description="DataLoader worker processes per rank")
+    filter_empty_gt: StrictBool = True
+    min_size: StrictInt = Field(
+        32, ge=0, description="training images with a shorter side are dropped"
+    )
+    skip_bad_images: StrictBool = Field(
+        False, description="skip and count unreadable training images"
+    )
+    loader_workers: StrictInt = Field(0, ge=0, description="DataLoader worker processes per rank")
 
     @model_validator(mode="after")
     def _paths_for_kind(self) -> DatasetSpec:
@@ -101,13 +136,13 @@ class DatasetSpec(_Section):
 
 
 class ScheduleSpec(_Section):
-    epochs: int = Field(12, ge=1)
-    lr_steps: list[int] = Field(
+    epochs: StrictInt = Field(12, ge=1)
+    lr_steps: list[StrictInt] = Field(
         default_factory=lambda: [8, 11], description="epochs after which lr is multiplied by gamma"
     )
-    gamma: float = Field(0.1, gt=0, le=1)
-    warmup_iters: int = Field(500, ge=0)
-    warmup_ratio: float = Field(0.001, gt=0, le=1)
+    gamma: Number = Field(0.1, gt=0, le=1)
+    warmup_iters: StrictInt = Field(500, ge=0)
+    warmup_ratio: Number = Field(0.001, gt=0, le=1)
 
     @model_validator(mode="after")
     def _steps_in_range(self) -> ScheduleSpec:
@@ -121,20 +156,27 @@ class ScheduleSpec(_Section):
 
 
 class OptimizerSpec(_Section):
-    lr: float = Field(2.5e-5, gt=0, description="AdamW learning rate for the total batch 16")
-    weight_decay: float = Field(1e-4, ge=0)
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = Field(1e-8, gt=0)
-    clip_grad_norm: float | None = Field(1.0, gt=0, description="max global L2 norm; null: off")
+    lr: Number = Field(2.5e-5, gt=0, description="AdamW learning rate for the total batch 16")
+    weight_decay: Number = Field(1e-4, ge=0)
+    betas: tuple[Number, Number] = Field((0.9, 0.999), description="AdamW betas, each in [0, 1)")
+    eps: Number = Field(1e-8, gt=0)
+    clip_grad_norm: Number | None = Field(1.0, gt=0, description="max global L2 norm; null: off")
+
+    @field_validator("betas")
+    @classmethod
+    def _betas_in_range(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not all(0.0 <= b < 1.0 for b in v):
+            raise ValueError(f"each beta must be in [0, 1), got {list(v)}")
+        return v
 
 
 class SeedSpec(_Section):
     """Three independent sources of randomness; each defaults to one derived from ``seed``."""
 
-    seed: int = Field(0, ge=0)
-    init: int | None = Field(None, ge=0, description="model initialisation")
-    data_order: int | None = Field(None, ge=0, description="sampler shuffling")
-    augmentation: int | None = Field(None, ge=0, description="flip/scale/crop draws")
+    seed: StrictInt = Field(0, ge=0)
+    init: StrictInt | None = Field(None, ge=0, description="model initialisation")
+    data_order: StrictInt | None = Field(None, ge=0, description="sampler shuffling")
+    augmentation: StrictInt | None = Field(None, ge=0, description="flip/scale/crop draws")
 
     def resolved(self) -> dict[str, int]:
         """``{"init", "data_order", "augmentation"}``; unset ones are hashed from ``seed`` and the
@@ -150,9 +192,9 @@ class SeedSpec(_Section):
 
 
 class ScalingSpec(_Section):
-    num_workers: int = Field(1, ge=1, description="data-parallel workers (Ray Train)")
-    use_gpu: bool = False
-    resources_per_worker: dict[str, float] = Field(
+    num_workers: StrictInt = Field(1, ge=1, description="data-parallel workers (Ray Train)")
+    use_gpu: StrictBool = False
+    resources_per_worker: dict[str, Number] = Field(
         default_factory=dict, description='e.g. {"CPU": 1, "GPU": 1}; empty: Ray\'s default'
     )
 
@@ -173,7 +215,7 @@ class MlflowSpec(_Section):
         "sparse-rcnn", description=f"MLflow experiment; becomes a folder name, so {NAME_RULE}"
     )
     run_name: str | None = Field(None, description=f"MLflow run name (default: name); {NAME_RULE}")
-    log_interval: int = Field(20, ge=1, description="iterations between loss/lr/speed logs")
+    log_interval: StrictInt = Field(20, ge=1, description="iterations between loss/lr/speed logs")
 
     @field_validator("experiment")
     @classmethod
@@ -192,23 +234,32 @@ class JobSpec(_Section):
     dataset: DatasetSpec
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
-    batch_size_per_worker: int = Field(2, ge=1)
+    batch_size_per_worker: StrictInt = Field(2, ge=1)
     seeds: SeedSpec = Field(default_factory=SeedSpec)
-    deterministic: bool = Field(False, description="use deterministic algorithms (warn only)")
+    deterministic: StrictBool = Field(False, description="use deterministic algorithms (warn only)")
     precision: Literal["fp32", "bf16"] = "fp32"
-    eval_interval: int = Field(1, ge=0, description="epochs between evaluations; 0: only at end")
-    eval_max_dets: tuple[int, int, int] = Field(
+    eval_interval: StrictInt = Field(
+        1, ge=0, description="epochs between evaluations; 0: only at end"
+    )
+    eval_max_dets: tuple[StrictInt, StrictInt, StrictInt] = Field(
         (1, 10, 100),
         description="COCOeval maxDets; mmdetection reports with [100, 300, 1000], which the "
         "300-proposal reference numbers need",
     )
-    checkpoint_interval: int = Field(1, ge=1, description="epochs between checkpoints")
-    max_failures: int = Field(1, ge=-1, description="worker-group restarts from the checkpoint")
+    checkpoint_interval: StrictInt = Field(1, ge=1, description="epochs between checkpoints")
+    max_failures: StrictInt = Field(
+        1, ge=-1, description="worker-group restarts from the checkpoint"
+    )
     scaling: ScalingSpec = Field(default_factory=ScalingSpec)
     storage_path: str | None = Field(
         None, description="checkpoints and Ray run state: local dir or object-store URI"
     )
     mlflow: MlflowSpec = Field(default_factory=MlflowSpec)
+
+    @field_validator("eval_max_dets")
+    @classmethod
+    def _max_dets(cls, v: tuple[int, int, int]) -> tuple[int, int, int]:
+        return check_max_dets(v)  # the rule the evaluation applies, at load instead of epoch 1
 
     @field_validator("name")
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -16,7 +17,8 @@ T = TypeVar("T", bound=BaseModel)
 
 
 class SpecError(PlatformError, ValueError):
-    """A spec file or override is invalid; the message names the file and the field path."""
+    """A spec file or override is invalid; the message (one line) names the file and the field
+    path."""
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -92,17 +94,31 @@ def set_paths(data: dict[str, Any], values: dict[str, Any], source: str = "") ->
     return out
 
 
+# Type errors whose input the message repeats, so `true`, `2.5` or `.inf` is seen as the cause.
+_SHOW_INPUT = ("int_type", "bool_type", "float_type", "finite_number", "int_from_float")
+
+
+def yaml_scalar(v: Any) -> str:
+    """``v`` as YAML writes it (``true``, ``.inf``, ``'two'``), for error messages."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return ".nan" if math.isnan(v) else (".inf" if v > 0 else "-.inf")
+    return yaml.safe_dump(v, default_flow_style=True).removesuffix("\n...\n").strip()
+
+
 def format_validation_error(e: ValidationError, source: str) -> str:
-    lines = []
+    """One line: ``SOURCE: invalid spec: field.path: what is wrong[; other.path: ...]``."""
+    parts = []
     for err in e.errors():
         loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
-        msg = err["msg"]
+        msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
         elif err["type"] == "missing":
             msg = "required field is missing"
-        lines.append(f"  {loc}: {msg}")
-    return f"{source}: invalid spec\n" + "\n".join(lines)
+        elif err["type"] in _SHOW_INPUT:
+            msg = f"{msg}, got {yaml_scalar(err['input'])}"
+        parts.append(f"{loc}: {msg}")
+    return f"{source}: invalid spec: " + "; ".join(parts)
 
 
 def validate(model: type[T], data: dict[str, Any], source: str) -> T:

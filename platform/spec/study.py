@@ -34,21 +34,24 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
 from sparse_rcnn.platform.names import NAME_RULE, check_name
-from sparse_rcnn.platform.spec.job import JobSpec, SeedSpec
+from sparse_rcnn.platform.spec.job import JobSpec, Number, SeedSpec
 from sparse_rcnn.platform.spec.load import (
     SpecError,
     read_yaml,
     resolve_extends,
     set_paths,
     validate,
+    yaml_scalar,
 )
 
 SOURCES = ("init", "data_order", "augmentation", "nondeterminism")
@@ -62,7 +65,7 @@ RESERVED_PREFIXES = ("seeds", "name", "mlflow.run_name")
 
 
 class StudySpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str = Field(..., description=f"the study's name, start of its study id; {NAME_RULE}")
     job: str = Field(..., description="base job spec, relative to the study file")
@@ -86,15 +89,28 @@ class StudySpec(BaseModel):
     metric: Literal["AP", "AP50", "AP75", "APs", "APm", "APl"] = Field(
         "AP", description="the primary metric of the report"
     )
-    effect_size: float = Field(0.3, gt=0, description="AP points a comparison should detect")
-    alpha: float = Field(0.05, gt=0, lt=1)
-    max_concurrent_trials: int | None = Field(
+    effect_size: Number = Field(0.3, gt=0, description="AP points a comparison should detect")
+    alpha: Number = Field(0.05, gt=0, lt=1)
+    max_concurrent_trials: StrictInt | None = Field(
         None, ge=1, description="null: as many as the cluster's resources hold"
     )
-    max_failures: int = Field(
+    max_failures: StrictInt = Field(
         0, ge=0, description="Tune retries of a trial whose driver died (not training failures)"
     )
-    bootstrap_replicates: int = Field(1000, ge=0, description="image bootstrap; 0: skip")
+    bootstrap_replicates: StrictInt = Field(1000, ge=0, description="image bootstrap; 0: skip")
+    max_trials: StrictInt = Field(
+        1000, ge=1, description="refuse a study that expands to more trials than this"
+    )
+
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _seeds_are_ints(cls, v: Any) -> Any:
+        items = v if isinstance(v, list) else [v]
+        if any(isinstance(s, bool) or not isinstance(s, int) for s in items):
+            raise ValueError(
+                f"seeds must be a count >= 1 or a list of distinct ints >= 0, got {yaml_scalar(v)}"
+            )
+        return v
 
     @field_validator("name")
     @classmethod
@@ -144,6 +160,10 @@ class StudySpec(BaseModel):
         if overlap:
             raise ValueError(f"{sorted(overlap)} appear in both set and vary")
         return self
+
+    @property
+    def num_seeds(self) -> int:
+        return self.seeds if isinstance(self.seeds, int) else len(self.seeds)
 
     @property
     def seed_list(self) -> list[int]:
@@ -242,10 +262,16 @@ def build_study(spec: StudySpec, base_job: dict[str, Any], path: Path | None = N
     base_spec = validate(JobSpec, base, f"{source_name}: base job with `set`")
     base_seeds = base_spec.seeds.resolved()
     sources = ["all"] if spec.randomness == "all" else list(spec.sources)
+    _check_trial_count(spec, len(sources), source_name)
     trials = []
+    seen: dict[str, Setting] = {}  # the resolved job of each setting -> the setting
+    labels: dict[str, Setting] = {}
     for setting in _settings(spec):
         data = set_paths(base, setting.overrides, source=f"{source_name}: vary")
-        validate(JobSpec, data, f"{source_name}: setting {setting.index} ({setting.label})")
+        job_spec = validate(
+            JobSpec, data, f"{source_name}: setting {setting.index} ({setting.label})"
+        )
+        _check_distinct(setting, job_spec, seen, labels, source_name)
         for source in sources:
             for rep, nominal in enumerate(spec.seed_list):
                 seed = setting_seed(spec, setting.index, nominal)
@@ -269,6 +295,50 @@ def build_study(spec: StudySpec, base_job: dict[str, Any], path: Path | None = N
                     )
                 )
     return Study(spec, path, base, _settings(spec), trials)
+
+
+def _check_trial_count(spec: StudySpec, runs_per_setting: int, source_name: str) -> None:
+    """Refuse before expanding: a typo in ``seeds`` or ``vary`` must not plan a million runs."""
+    n_settings = math.prod(len(v) for v in spec.vary.values())
+    n = n_settings * runs_per_setting * spec.num_seeds
+    if n > spec.max_trials:
+        raise SpecError(
+            f"{source_name}: the study expands to {n} trials ({n_settings} "
+            f"setting{'s' if n_settings != 1 else ''} x "
+            f"{runs_per_setting * spec.num_seeds} runs), more than max_trials {spec.max_trials}; "
+            "shrink vary or seeds, or raise max_trials"
+        )
+
+
+def _check_distinct(
+    setting: Setting,
+    job: JobSpec,
+    seen: dict[str, Setting],
+    labels: dict[str, Setting],
+    source_name: str,
+) -> None:
+    """Two settings must differ as validated jobs (``1`` and ``1.0`` for a float field do not)
+    and in their labels (the report tells settings apart by label)."""
+    key = json.dumps(job.model_dump(mode="json"), sort_keys=True)
+    other = seen.setdefault(key, setting)
+    if other is not setting:
+        raise SpecError(
+            f"{source_name}: vary: settings {other.index} ({_raw(other)}) and {setting.index} "
+            f"({_raw(setting)}) are the same job once values are read as their field types; "
+            "remove the repeated value"
+        )
+    other = labels.setdefault(setting.label, setting)
+    if other is not setting:
+        raise SpecError(
+            f"{source_name}: vary: settings {other.index} ({_raw(other)}) and {setting.index} "
+            f"({_raw(setting)}) have the same label {setting.label!r}; use values that differ "
+            "in their first 6 significant digits"
+        )
+
+
+def _raw(setting: Setting) -> str:
+    """The setting's overrides as written in the spec (``optimizer.lr=1.0``)."""
+    return ",".join(f"{k}={yaml_scalar(v)}" for k, v in setting.overrides.items()) or "base"
 
 
 def load_study(path: str | Path) -> Study:

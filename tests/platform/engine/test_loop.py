@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from sparse_rcnn.platform.engine.local_reporter import LocalReporter
-from sparse_rcnn.platform.engine.loop import NullLogger, run_training
+from sparse_rcnn.platform.engine.loop import NullLogger, RunRefused, run_training
 from sparse_rcnn.platform.engine.train_step import NonFiniteLossError
 
 
@@ -73,3 +73,20 @@ def test_divergence_stops_with_the_step_and_terms(tmp_path, make_spec, small_dat
     reporter = LocalReporter(tmp_path / "nan")
     with pytest.raises(NonFiniteLossError, match=r"non-finite (loss|predictions) at step \d+"):
         run_training(spec, small_data, reporter)
+
+
+def test_an_evaluation_the_spec_makes_impossible_stops_the_run(tmp_path, make_spec, small_data):
+    """A spec error raised by the evaluation ends the run with RunRefused (every rank raises it
+    after a broadcast; ``train_worker`` returns it as a status, so Ray Train does not restart).
+    Load-time validation refuses such a spec; ``model_copy`` gets one past it, as a spec built
+    by hand or by an older version would."""
+    spec = make_spec(**{"schedule.epochs": 1, "schedule.lr_steps": []})
+    spec = spec.model_copy(update={"eval_max_dets": (100, 10, 1)})
+    reporter = LocalReporter(tmp_path / "refused")
+    with pytest.raises(RunRefused) as info:
+        run_training(spec, small_data, reporter)
+    assert str(info.value) == (
+        "evaluation after epoch 1: max_dets must be three increasing positive ints, "
+        "got [100, 10, 1]"
+    )
+    assert reporter.history == []  # nothing reported as if the epoch had been evaluated

@@ -82,3 +82,81 @@ def test_eval_bad_input_is_one_line_error(files, capsys, extra, message):
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+GT = {
+    "images": [{"id": 1, "width": 100, "height": 100}, {"id": 2, "width": 100, "height": 100}],
+    "categories": [{"id": 1, "name": "a"}],
+    "annotations": [
+        {"id": k, "image_id": k, "category_id": 1, "bbox": [10, 10, 20, 20], "area": 400,
+         "iscrowd": 0} for k in (1, 2)
+    ],
+}  # fmt: skip
+DET = {"image_id": 2, "category_id": 1, "score": 0.9, "bbox": [10, 10, 20, 20]}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"image_id": 2.7}, "entry 1: image_id is 2.7, not an integer"),
+        ({"image_id": "2"}, 'entry 1: image_id is "2", not an integer'),
+        ({"category_id": True}, "entry 1: category_id is true, not an integer"),
+        ({"score": "0.9"}, 'entry 1: score is "0.9", not a number'),
+        ({"score": None}, "entry 1: score is null, not a number"),
+        ({"bbox": [10, 10, "20", 20]}, 'entry 1: bbox value is "20", not a number'),
+    ],
+)
+def test_eval_refuses_non_integer_ids_and_non_numeric_scores(tmp_path, capsys, change, message):
+    gt, dets = tmp_path / "gt.json", tmp_path / "dets.json"
+    gt.write_text(json.dumps(GT))
+    dets.write_text(json.dumps([DET, {**DET, **change}]))
+    assert main(["eval", "--gt", str(gt), "--detections", str(dets)]) == 2
+    assert capsys.readouterr().err == f"sparse-rcnn eval: error: {dets}: {message}\n"
+
+
+def test_eval_accepts_integral_float_ids(tmp_path, capsys):
+    gt, dets = tmp_path / "gt.json", tmp_path / "dets.json"
+    gt.write_text(json.dumps(GT))
+    dets.write_text(json.dumps([{**DET, "image_id": 2.0, "score": 1}]))
+    assert main(["eval", "--gt", str(gt), "--detections", str(dets)]) == 0
+
+
+@pytest.mark.parametrize(
+    ("column", "values", "message"),
+    [
+        ("image_id", [2.7], "Parquet column 'image_id' row 0 holds 2.7, expected integers"),
+        ("score", ["hi"], "Parquet column 'score' holds string, expected numbers"),
+        ("category_id", [True], "Parquet column 'category_id' holds bool, expected numbers"),
+    ],
+)
+def test_eval_parquet_columns_are_typed(tmp_path, capsys, column, values, message):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    gt, dets = tmp_path / "gt.json", tmp_path / "dets.parquet"
+    gt.write_text(json.dumps(GT))
+    cols = {"image_id": [2], "category_id": [1], "score": [0.9], "x": [10.0], "y": [10.0],
+            "w": [20.0], "h": [20.0], column: values}  # fmt: skip
+    pq.write_table(pa.table(cols), dets)
+    assert main(["eval", "--gt", str(gt), "--detections", str(dets)]) == 2
+    assert capsys.readouterr().err == f"sparse-rcnn eval: error: {dets}: {message}\n"
+
+
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        ("annotation", "annotations[1]: image_id is 2.5, not an integer"),
+        ("image", "images[0]: id is 1.5, not an integer"),
+    ],
+)
+def test_eval_refuses_non_integer_ids_in_the_ground_truth(tmp_path, capsys, where, message):
+    bad = json.loads(json.dumps(GT))
+    if where == "annotation":
+        bad["annotations"][1]["image_id"] = 2.5
+    else:
+        bad["images"][0]["id"] = 1.5
+    gt, dets = tmp_path / "gt.json", tmp_path / "dets.json"
+    gt.write_text(json.dumps(bad))
+    dets.write_text(json.dumps([DET]))
+    assert main(["eval", "--gt", str(gt), "--detections", str(dets)]) == 2
+    assert capsys.readouterr().err == f"sparse-rcnn eval: error: {gt}: {message}\n"

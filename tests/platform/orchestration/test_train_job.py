@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -74,6 +76,24 @@ def test_a_failed_run_is_marked_failed_with_its_error(
     runs = c.search_runs([c.get_experiment_by_name("e2e-fail").experiment_id])
     assert len(runs) == 1 and runs[0].info.status == "FAILED"
     assert "injected failure at epoch 0" in runs[0].data.tags["error"]
+
+
+def test_a_spec_the_worker_refuses_is_not_retried(job, mlflow_server, local_ray, state_dir):
+    """A spec that got past load-time validation (built by hand, or by another version) and that
+    the worker refuses ends the run at once, with its message, although max_failures is 1."""
+    spec = job(mlflow_server, "e2e-refused", max_failures=1)
+    spec = spec.model_copy(update={"eval_max_dets": (100, 10, 1)})
+    with pytest.raises(JobFailed) as info:
+        run_job(spec)
+    assert re.fullmatch(
+        r"training run \w+ stopped: job spec: invalid spec: eval_max_dets: max_dets must be "
+        r"three increasing positive ints, got \[100, 10, 1\]",
+        str(info.value),
+    ), str(info.value)
+    c = MlflowClient(mlflow_server)
+    runs = c.search_runs([c.get_experiment_by_name("e2e-refused").experiment_id])
+    assert len(runs) == 1 and runs[0].info.status == "FAILED"
+    assert "eval_max_dets" in runs[0].data.tags["error"]
 
 
 def test_impossible_resources_fail_at_once(local_ray):

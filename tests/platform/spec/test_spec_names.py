@@ -28,8 +28,7 @@ def test_job_spec_names_follow_the_rule(tmp_path, small_job, capsys, key, value,
     path.write_text(yaml.safe_dump(small_job(**{key: value})))
     assert main(["train", str(path), "--dry-run"]) == 2
     assert capsys.readouterr().err == (
-        f"sparse-rcnn train: error: {path}: invalid spec {key}: Value error, "
-        f"{label} {value!r} {RULE}\n"
+        f"sparse-rcnn train: error: {path}: invalid spec: {key}: {label} {value!r} {RULE}\n"
     )
 
 
@@ -39,6 +38,5 @@ def test_study_name_follows_the_rule(tmp_path, small_job, capsys):
     path.write_text(yaml.safe_dump({"name": "a..b", "job": "base.yaml"}))
     assert main(["study", str(path), "--dry-run"]) == 2
     assert capsys.readouterr().err == (
-        f"sparse-rcnn study: error: {path}: invalid spec name: Value error, "
-        f"study name 'a..b' {RULE}\n"
+        f"sparse-rcnn study: error: {path}: invalid spec: name: study name 'a..b' {RULE}\n"
     )
