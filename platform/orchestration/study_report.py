@@ -8,6 +8,9 @@ evaluated with the image bootstrap on image draws SHARED by every trial (one see
 truth), so the analysis can pair them: the paired image-bootstrap variance of the seed-averaged
 difference between settings, and the share of each setting's seed variance specific to this
 validation set.
+
+The same JSON also becomes ``report.html`` and ``figures/*.png`` (``dashboards.report_html``);
+the parent run gets them as artifacts and the conclusions as its description (Overview page).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from sparse_rcnn.dashboards.report_html import conclusions_markdown, write_study_dashboard
 from sparse_rcnn.platform.evaluation.bootstrap import bootstrap_weights
 from sparse_rcnn.platform.evaluation.coco_eval import metric_names, prepare
 from sparse_rcnn.platform.evaluation.detections import load_detections
@@ -35,6 +39,7 @@ from sparse_rcnn.platform.spec.job import JobSpec
 from sparse_rcnn.platform.stats.analysis import Analysis, analyze
 from sparse_rcnn.platform.stats.render import to_markdown
 from sparse_rcnn.platform.stats.table import Run
+from sparse_rcnn.platform.tracking import names
 from sparse_rcnn.platform.tracking.runs import RunLogger
 from sparse_rcnn.platform.tracking.studies import download_detections
 
@@ -161,7 +166,8 @@ def report_json(analysis: Analysis, rows: list[dict[str, Any]], study_id: str) -
 def write_report(
     study_id: str, replicates: int | None = None, log: bool = True
 ) -> tuple[dict[str, Any], Path]:
-    """Compute the report of a finished study; returns ``(report, report.md path)``."""
+    """Compute the report of a finished study; returns ``(report, report.md path)``.
+    ``report.html`` and ``figures/`` are written next to report.md."""
     folder = study_folder(study_id)
     record = StudyRecord.load(folder)
     results = folder / RESULTS_FILE
@@ -196,10 +202,14 @@ def write_report(
     js = folder / REPORT_JSON
     js.write_text(json.dumps(report, indent=1, allow_nan=False))
     md.write_text(to_markdown(analysis, title=f"Seed study {study_id}"))
+    page, pngs = write_study_dashboard(report, rows, folder, title=f"Seed study {study_id}")
     if log:
         logger = RunLogger(record.tracking_uri, record.parent_run_id)
-        for path in (md, js):
+        for path in (md, js, page):
             logger.log_artifact(path)
+        for path in pngs:
+            logger.log_artifact(path, names.ARTIFACT_REPORT_FIGURES_DIR)
+        logger.set_note(conclusions_markdown(report))
         _log_summary_metrics(record, report)
     return report, md
 
