@@ -1,15 +1,23 @@
 """Small hand-made studies for the dashboard tests: results rows as ``results.parquet`` holds
-them (COCO fractions) and the real analysis JSON of those rows (AP points)."""
+them (COCO fractions), the real analysis JSON of those rows (AP points), and a finished study
+(record, results, parent run) made without running one, for the real ``write_report``."""
 
 from __future__ import annotations
 
 import math
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
+from sparse_rcnn.platform.orchestration.results import write_results
+from sparse_rcnn.platform.orchestration.study import RESULTS_FILE, StudyRecord, studies_root
+from sparse_rcnn.platform.spec.study import load_study
 from sparse_rcnn.platform.stats.analysis import analyze
 from sparse_rcnn.platform.stats.table import Run
+from sparse_rcnn.platform.tracking.studies import create_study_run
 
 SETTINGS = ("lr=0.002", "lr=0.005", "lr=0.01")
 # Final AP (fractions) per setting and replicate; the last trial of lr=0.01 failed.
@@ -82,3 +90,34 @@ def report(rows) -> dict:
 @pytest.fixture
 def decompose_report() -> dict:
     return make_decompose_report()
+
+
+def _finished_study(
+    tmp_path: Path, uri: str, job: dict, rows: list[dict], study_id: str = "dash-test"
+) -> StudyRecord:
+    """Record, results and parent run of a 3-setting study whose trials are ``rows``."""
+    experiment = "dashboards-study"
+    job = {**job, "mlflow": {**job.get("mlflow", {}), "tracking_uri": uri,
+                             "experiment": experiment}}  # fmt: skip
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(job))
+    data = {"name": "dash", "job": "base.yaml", "seeds": 4, "bootstrap_replicates": 0,
+            "vary": {"optimizer.lr": [0.002, 0.005, 0.01]}}  # fmt: skip
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    study = load_study(tmp_path / "study.yaml")
+    spec = study.spec.model_dump(mode="json")
+    parent = create_study_run(
+        uri, experiment, study_id, {"study.name": "dash"}, yaml.safe_dump(spec)
+    )
+    folder = studies_root() / study_id
+    folder.mkdir(parents=True)
+    record = StudyRecord(study_id, spec, study.base_job, parent, uri, experiment, 2, time.time())
+    record.save(folder)
+    write_results([{**r, "study_id": study_id, "error": None} for r in rows], folder / RESULTS_FILE)
+    return record
+
+
+@pytest.fixture
+def finished_study(tmp_path, small_job, state_dir):
+    """Factory ``(tracking_uri) -> StudyRecord`` of a finished 3 x 4 study of ``make_rows``:
+    its record, results.parquet and parent run, ready for the real ``write_report``."""
+    return lambda uri: _finished_study(tmp_path, uri, small_job(), make_rows())
