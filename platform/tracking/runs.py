@@ -140,6 +140,15 @@ class RunLogger:
         evaluation pictures), so the UI's image view steps through epochs."""
         self.client.log_image(self.run_id, image, key=key, step=step)
 
+    def log_png(self, data: bytes, artifact_file: str) -> None:
+        """PNG bytes as the artifact ``artifact_file`` (folders in the name are kept)."""
+        path = Path(artifact_file)
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / path.name
+            local.write_bytes(data)
+            parent = str(path.parent) if str(path.parent) != "." else None
+            self.client.log_artifact(self.run_id, str(local), parent)
+
     def set_note(self, markdown: str) -> None:
         """The run's description (shown on its Overview page)."""
         self.client.set_tag(self.run_id, names.TAG_NOTE, markdown)
