@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Mapping, Sequence
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 from matplotlib.figure import Figure
@@ -20,7 +20,6 @@ from sparse_rcnn.dashboards.figures import data_uri, png_bytes
 from sparse_rcnn.platform.tracking import names
 
 REPORT_HTML = names.ARTIFACT_REPORT_HTML
-FIGURES_DIR = names.ARTIFACT_REPORT_FIGURES_DIR
 # (file stem, caption) in reading order; the stems are the ids of the <figure> elements.
 FIGURES = (
     ("forest", "Differences against the baseline: the simultaneous interval decides the verdict"),
@@ -174,18 +173,19 @@ def render_html(report: Mapping[str, Any], figures: Mapping[str, Figure], title:
     )
 
 
-def write_study_dashboard(
-    report: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], folder: Path, title: str
-) -> tuple[Path, list[Path]]:
-    """Write ``folder/report.html`` and ``folder/figures/STEM.png``; returns their paths."""
+@dataclass(frozen=True)
+class StudyDashboard:
+    """The rendered study dashboard: ``html`` (the whole report.html) and ``pngs`` (file stem ->
+    PNG bytes of each figure, in ``FIGURES`` order). Written by the caller."""
+
+    html: str
+    pngs: dict[str, bytes]
+
+
+def study_dashboard(
+    report: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], title: str
+) -> StudyDashboard:
+    """Render the six figures and the page once (see ``study_figures`` / ``render_html``)."""
     figures = study_figures(report, rows)
-    fig_dir = Path(folder) / FIGURES_DIR
-    fig_dir.mkdir(parents=True, exist_ok=True)
-    pngs = []
-    for stem, _ in FIGURES:
-        path = fig_dir / f"{stem}.png"
-        path.write_bytes(png_bytes(figures[stem]))
-        pngs.append(path)
-    page = Path(folder) / REPORT_HTML
-    page.write_text(render_html(report, figures, title), encoding="utf-8")
-    return page, pngs
+    pngs = {stem: png_bytes(figures[stem]) for stem, _ in FIGURES}
+    return StudyDashboard(render_html(report, figures, title), pngs)

@@ -23,6 +23,7 @@ from sparse_rcnn.platform.checkpoints.mmdet import (
     sha256_of,
     state_dict_of,
 )
+from sparse_rcnn.platform.output_files import atomic_write
 
 FORMAT = "sparse_rcnn_platform/1"
 
@@ -33,18 +34,16 @@ def save_checkpoint(
     cfg: ModelConfig,
     provenance: dict[str, Any],
 ) -> None:
-    """Write our format atomically (a partial file never replaces a good one)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    """Write our format atomically (a partial file never replaces a good one, and no temporary
+    file is left behind on failure); the parent folder is created. A directory at ``path``
+    raises :class:`~sparse_rcnn.platform.errors.OutputPathError`."""
     obj = {
         "format": FORMAT,
         "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()},
         "model_config": cfg.to_dict(),
         "provenance": provenance,
     }
-    torch.save(obj, tmp)
-    tmp.replace(path)
+    atomic_write(path, lambda f: torch.save(obj, f), create_parent=True)
 
 
 def convert_mmdet_checkpoint(src: str | Path, dst: str | Path, expect: ModelConfig | None = None):
@@ -52,7 +51,7 @@ def convert_mmdet_checkpoint(src: str | Path, dst: str | Path, expect: ModelConf
     off its shapes (or ``expect``), and write it in our format. Returns the model config."""
     obj = read_checkpoint(src)
     sd = state_dict_of(obj, src)
-    cfg = expect or infer_model_config(sd)
+    cfg = expect or infer_model_config(sd, source=str(src))
     load_state_dict_strict(SparseRCNN(cfg), sd, str(src))
     meta = obj.get("meta") if isinstance(obj.get("meta"), dict) else {}
     provenance = {
@@ -76,12 +75,15 @@ def load_model(
     """
     obj = read_checkpoint(path)
     if obj.get("format") == FORMAT:
-        cfg = ModelConfig.from_dict(obj["model_config"])
-        provenance = dict(obj.get("provenance", {}))
+        try:
+            cfg = ModelConfig.from_dict(obj["model_config"])
+            provenance = dict(obj.get("provenance", {}))
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{path}: damaged model_config or provenance: {e}") from e
     elif "format" in obj:
         raise CheckpointError(f"{path}: unknown checkpoint format {obj['format']!r}")
     else:
-        cfg = infer_model_config(state_dict_of(obj, path))
+        cfg = infer_model_config(state_dict_of(obj, path), source=str(path))
         provenance = {"source": Path(path).name, "source_format": "mmdetection"}
     if expect is not None:
         cfg = expect

@@ -16,15 +16,17 @@ import json
 from pathlib import Path
 
 from sparse_rcnn.platform.cli.main import UserError
+from sparse_rcnn.platform.errors import InputError
 from sparse_rcnn.platform.evaluation.bootstrap import bootstrap_prepared, paired_bootstrap_prepared
 from sparse_rcnn.platform.evaluation.coco_eval import (
     COCO_MAX_DETS,
     MMDET_MAX_DETS,
+    CocoAccumulator,
     prepare,
     summarize,
 )
 from sparse_rcnn.platform.evaluation.detections import load_detections
-from sparse_rcnn.platform.evaluation.ground_truth import load_ground_truth
+from sparse_rcnn.platform.evaluation.ground_truth import GroundTruth, load_ground_truth
 from sparse_rcnn.platform.evaluation.table import (
     bootstrap_dict,
     paired_dict,
@@ -32,6 +34,7 @@ from sparse_rcnn.platform.evaluation.table import (
     result_dict,
     stats_table,
 )
+from sparse_rcnn.platform.output_files import atomic_write, check_output_file
 
 HELP = "COCO box AP of detections, with bootstrap confidence intervals"
 MAX_DETS = {"coco": COCO_MAX_DETS, "mmdet": MMDET_MAX_DETS}
@@ -74,11 +77,15 @@ def run(args: argparse.Namespace) -> int:
         replicates = DEFAULT_COMPARE_REPLICATES
     if replicates is not None and replicates <= 0:
         raise UserError(f"--bootstrap must be a positive number of replicates, got {replicates}")
+    if args.seed < 0:
+        raise UserError(f"--seed must be >= 0, got {args.seed}")
     if not 0.0 < args.confidence < 1.0:
         raise UserError(f"--confidence must be in (0, 1), got {args.confidence}")
+    if args.json_out is not None:  # before any work: a bad path must not cost the metrics
+        check_output_file(args.json_out, "--json-out", create_parent=True)
     max_dets = MAX_DETS[args.max_dets]
     gt = load_ground_truth(args.gt)
-    acc = prepare(gt, load_detections(args.detections), max_dets)[1]
+    acc = _prepare(gt, args.detections, max_dets)
     result = summarize(acc)
     out: dict = {
         "ground_truth": str(args.gt),
@@ -86,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         **result_dict(result),
     }
     if args.compare is not None:
-        acc_b = prepare(gt, load_detections(args.compare), max_dets)[1]
+        acc_b = _prepare(gt, args.compare, max_dets)
         paired = paired_bootstrap_prepared(acc, acc_b, replicates, args.seed, args.confidence)
         print(paired_table(paired, args.detections.name, args.compare.name))
         out["compare"] = {"detections": str(args.compare), **paired_dict(paired)}
@@ -99,6 +106,16 @@ def run(args: argparse.Namespace) -> int:
     if result.num_detections_ignored:
         print(f"note: {result.num_detections_ignored} detections on categories not in --gt ignored")
     if args.json_out is not None:
-        args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        args.json_out.write_text(json.dumps(out, indent=1) + "\n")
+        text = json.dumps(out, indent=1) + "\n"
+        atomic_write(args.json_out, lambda f: f.write(text.encode()), "--json-out",
+                     create_parent=True)  # fmt: skip
     return 0
+
+
+def _prepare(gt: GroundTruth, path: Path, max_dets: tuple[int, int, int]) -> CocoAccumulator:
+    """Read and match one detection file; errors about its content name the file."""
+    dets = load_detections(path)
+    try:
+        return prepare(gt, dets, max_dets)[1]
+    except InputError as e:
+        raise InputError(f"{path}: {e}") from e

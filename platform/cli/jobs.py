@@ -6,6 +6,8 @@ import argparse
 import sys
 from datetime import datetime
 
+from sparse_rcnn.platform.cli.submit import add_insecure_token_argument
+
 HELP = "List, read the logs of, or stop jobs submitted to a Ray cluster."
 
 
@@ -14,6 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     address.add_argument(
         "--address", help="Ray dashboard, http://HEAD:8265 (default: RAY_API_SERVER_ADDRESS)"
     )
+    add_insecure_token_argument(address)
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     sub.add_parser("list", parents=[address], help="submitted jobs, oldest first")
     logs = sub.add_parser("logs", parents=[address], help="a job's driver log")
@@ -47,10 +50,13 @@ def _time(ms: int | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from sparse_rcnn.platform.cli.main import UserError
+    from sparse_rcnn.platform.names import check_name
     from sparse_rcnn.platform.orchestration import submit as jobs
 
+    if args.action != "list":
+        check_name("submission id", args.submission_id)  # before any request
     try:
-        dash = jobs.open_dashboard(args.address)
+        dash = jobs.open_dashboard(args.address, args.insecure_token)
         if args.action == "list":
             listed = jobs.list_jobs(dash)
             print(jobs_table(listed) if listed else f"no submitted jobs on {dash.address}")

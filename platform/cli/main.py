@@ -54,10 +54,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(rest)
     try:
         return int(module.run(args) or 0)
-    except (PlatformError, FileNotFoundError, ValueError, KeyError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"sparse-rcnn {name}: error: {msg}", file=sys.stderr)
+    except PlatformError as e:
+        # Only the platform's own errors: any other exception is a bug and keeps its traceback.
+        print(f"sparse-rcnn {name}: error: {one_line(str(e))}", file=sys.stderr)
         return 2
+
+
+def one_line(message: str) -> str:
+    """``message`` with its line breaks and runs of blanks collapsed to single spaces."""
+    return " ".join(message.split())
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import time
 
 from sparse_rcnn.platform.cli.main import UserError
 from sparse_rcnn.platform.data.synthetic import DIFFICULTIES, dataset_categories, make_synthetic
+from sparse_rcnn.platform.errors import OutputPathError, PlatformError
 
 HELP = "write a synthetic COCO-format dataset (JSON + JPEG), deterministic from a seed"
 
@@ -47,6 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
+    if not args.out.strip():
+        raise UserError("OUT is empty; give the dataset folder")
     try:
         ds = make_synthetic(
             args.out,
@@ -60,6 +63,10 @@ def run(args: argparse.Namespace) -> int:
         )
     except FileExistsError as e:
         raise UserError(f"{e.args[0]}; pass --overwrite to replace it") from None
+    except PlatformError:
+        raise
+    except OSError as e:  # a full disk, a folder that vanished: nothing to keep
+        raise OutputPathError(f"cannot write the dataset to {args.out}: {e.strerror or e}") from e
     names = ", ".join(f"{c.category_id} {c.name}" for c in dataset_categories(args.difficulty))
     print(f"wrote {ds.num_train} train + {ds.num_val} val images to {ds.root} "
           f"in {time.perf_counter() - start:.1f} s")  # fmt: skip

@@ -5,7 +5,6 @@ copies the self-contained report.html to PATH."""
 from __future__ import annotations
 
 import argparse
-import shutil
 from pathlib import Path
 
 HELP = (
@@ -38,6 +37,7 @@ def print_report(
     from sparse_rcnn.platform.cli.main import UserError
     from sparse_rcnn.platform.orchestration.study import StudyError
     from sparse_rcnn.platform.orchestration.study_report import write_report
+    from sparse_rcnn.platform.output_files import atomic_write
     from sparse_rcnn.platform.tracking.names import ARTIFACT_REPORT_HTML as REPORT_HTML
     from sparse_rcnn.platform.tracking.report import ui_command
 
@@ -51,8 +51,8 @@ def print_report(
     page = md.with_name(REPORT_HTML)
     print(f"report: {md} (and report.json, {page.name})")
     if html is not None:
-        html.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(page, html)
+        data = page.read_bytes()
+        atomic_write(html, lambda f: f.write(data), "--html", create_parent=True)
         print(f"report.html: {html}")
     ml = report["mlflow"]
     print(
@@ -66,5 +66,9 @@ def run(args: argparse.Namespace) -> int:
         from sparse_rcnn.platform.cli.main import UserError
 
         raise UserError(f"--replicates must be >= 0, got {args.replicates}")
+    if args.html is not None:  # a bad --html fails before the report is computed
+        from sparse_rcnn.platform.output_files import check_output_file
+
+        check_output_file(args.html, "--html", create_parent=True)
     print_report(args.study_id, args.replicates, log=not args.no_log, html=args.html)
     return 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from sparse_rcnn.platform.cli.train import add_verbose_argument, prepare_console
+
 HELP = "Run a seed-variance study (Ray Tune over Ray Train runs), then write its report."
 
 
@@ -18,6 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="validate the study and list its trials without running them",
     )
     parser.add_argument("--no-report", action="store_true", help="skip the report at the end")
+    add_verbose_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,17 +38,23 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{t.key:<28} {t.setting_label:<40} {t.source:<14} {seeds}")
             print(f"{len(study.trials)} trials, {len(study.settings)} settings")
             return 0
+    prepare_console(args.address, args.verbose)
     from sparse_rcnn.platform.orchestration.cluster import ResourceError
+    from sparse_rcnn.platform.orchestration.console import quiet_console
     from sparse_rcnn.platform.orchestration.study import StudyError, resume_study, start_study
     from sparse_rcnn.platform.orchestration.train import JobFailed
 
     try:
-        if args.resume:
-            outcome = resume_study(args.resume, address=args.address)
-        else:
-            outcome = start_study(study, address=args.address)
+        with quiet_console(args.verbose):
+            if args.resume:
+                outcome = resume_study(args.resume, address=args.address)
+            else:
+                outcome = start_study(study, address=args.address)
     except (StudyError, ResourceError, JobFailed) as e:
         raise UserError(str(e)) from None
+    except KeyboardInterrupt:
+        # The study driver has printed what was kept and the resume command (one line).
+        return 130
     if not outcome.finished:
         print(
             f"study {outcome.study_id} is unfinished; resume it with: "

@@ -48,6 +48,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="submit even if the cluster lacks the resources now (an autoscaling cluster)",
     )
     parser.add_argument("--no-wait", action="store_true", help="return once the job is submitted")
+    add_insecure_token_argument(parser)
+
+
+def add_insecure_token_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--insecure-token",
+        action="store_true",
+        help="send the Ray auth token over plain http to a non-loopback address (readable on "
+        "the network; prefer https)",
+    )
 
 
 def parse_env(items: list[str]) -> dict[str, str]:
@@ -66,11 +76,14 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from sparse_rcnn.platform.cli.main import UserError
+    from sparse_rcnn.platform.names import check_name
     from sparse_rcnn.platform.orchestration import submit as jobs
     from sparse_rcnn.platform.orchestration.cluster import ResourceError
     from sparse_rcnn.platform.orchestration.package import PackagingError, staged_package
     from sparse_rcnn.platform.spec.load import load_job_spec
 
+    if args.submission_id is not None:
+        check_name("submission id", args.submission_id)  # before any request
     spec = load_job_spec(args.spec, args.overrides)
     env = parse_env(args.env)
     wheel = Path(args.wheel) if args.wheel else None
@@ -81,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
             spec, jobs.dashboard_address(args.address), args.tracking_uri,
             args.allow_local_tracking,
         )  # fmt: skip
-        dash = jobs.open_dashboard(args.address)
+        dash = jobs.open_dashboard(args.address, args.insecure_token)
         if not args.skip_resource_check:
             jobs.preflight(dash, spec)
         with staged_package(wheel, ship=not args.no_package) as package:
@@ -90,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
     except (jobs.SubmitError, PackagingError, ResourceError) as e:
         raise UserError(str(e)) from None
     follow_cmd = f"sparse-rcnn jobs logs {sub.submission_id} --follow --address {dash.address}"
-    print(f"submitted job {sub.submission_id} to {dash.address} (MLflow: {uri})", flush=True)
+    print(f"submitted job {sub.submission_id} to {dash.address} (MLflow: {sub.tracking_uri})",
+          flush=True)  # fmt: skip
     if args.no_wait:
         print(f"follow it: {follow_cmd}")
         return 0

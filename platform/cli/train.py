@@ -24,6 +24,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_spec_arguments(parser)
     parser.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or local)")
     parser.add_argument("--dry-run", action="store_true", help="validate and print the spec")
+    add_verbose_argument(parser)
+
+
+def add_verbose_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also show Ray's own logs (per-report INFO lines, core worker messages)",
+    )
+
+
+def prepare_console(address: str | None, verbose: bool) -> None:
+    """Before ``ray`` is imported: a loopback-only local Ray, and ``--verbose`` for the driver
+    and workers."""
+    import os
+
+    from sparse_rcnn.platform.orchestration.console import VERBOSE_ENV
+    from sparse_rcnn.platform.orchestration.loopback import prefer_loopback
+
+    prefer_loopback(address)
+    if verbose:
+        os.environ[VERBOSE_ENV] = "1"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,14 +55,26 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(dump_spec(spec), end="")
         return 0
+    import sys
+
+    prepare_console(args.address, args.verbose)
     from sparse_rcnn.platform.cli.main import UserError
     from sparse_rcnn.platform.orchestration.cluster import ResourceError
-    from sparse_rcnn.platform.orchestration.train import JobFailed, run_job
+    from sparse_rcnn.platform.orchestration.console import quiet_console
+    from sparse_rcnn.platform.orchestration.train import JobFailed, JobInterrupted, run_job
     from sparse_rcnn.platform.tracking.report import print_outcome
 
     try:
-        outcome = run_job(spec, address=args.address)
+        with quiet_console(args.verbose):
+            outcome = run_job(spec, address=args.address)
     except (JobFailed, ResourceError) as e:
         raise UserError(str(e)) from None
+    except JobInterrupted as e:
+        print(f"sparse-rcnn train: {e.summary()}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("sparse-rcnn train: interrupted before the run started; nothing was saved",
+              file=sys.stderr)  # fmt: skip
+        return 130
     print_outcome(outcome)
     return 0

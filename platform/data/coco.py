@@ -28,14 +28,17 @@ import io
 import json
 import logging
 import math
+import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 import numpy as np
 import torch
 from pycocotools.coco import COCO
 from torch import Tensor
 from torch.utils.data import Dataset
+
+from sparse_rcnn.platform.errors import PlatformError
 
 from .augment import InputSizes, Pipeline, get_pipeline, sample_rng
 from .categories import CategoryMap
@@ -47,7 +50,7 @@ logger = logging.getLogger(__name__)
 Target = dict[str, Tensor]  # {"boxes": float32 (M, 4) xyxy, "labels": int64 (M,)}
 
 
-class AnnotationError(ValueError):
+class AnnotationError(PlatformError, ValueError):
     """An annotation file is missing, not JSON, or not COCO-shaped; the message names the file."""
 
 
@@ -77,6 +80,23 @@ class LoadReport:
     crowd_boxes: int  # iscrowd=1, excluded from targets
     ignored_boxes: int  # 'ignore': true
     invalid_boxes: int  # w < 1, h < 1, area <= 0 or no overlap with the image
+
+
+def file_name_problem(name: str) -> str | None:
+    """Why an image's ``file_name`` could read outside the images folder, or None. A file name
+    is a relative path (sub-folders allowed) with no ``..`` part, no drive, no URI scheme and no
+    NUL. Checked by name, not by resolving links: an images folder may link to another disk."""
+    if not name:
+        return "is empty"
+    if "\0" in name:
+        return "holds a NUL character"
+    if "://" in name:
+        return "is a URI; it must be a path relative to the images folder"
+    if name.startswith(("/", "\\")) or PureWindowsPath(name).drive:
+        return "is absolute; it must be a path relative to the images folder"
+    if ".." in re.split(r"[/\\]", name):
+        return "contains '..' and would leave the images folder"
+    return None
 
 
 def join_path(root: str | Path, name: str) -> str:
@@ -129,6 +149,8 @@ def _validate(data: object, name: str) -> None:
         if not ok:
             fail(f"images[{k}] needs an integer 'id', a 'file_name' and positive integer "
                  f"'width' and 'height', got {img!r:.200}")  # fmt: skip
+        if (problem := file_name_problem(img["file_name"])) is not None:
+            fail(f"images[{k}] (id {img['id']}): file_name {img['file_name']!r} {problem}")
         if img["id"] in image_ids:
             fail(f"images[{k}]: duplicate image id {img['id']}")
         image_ids.add(img["id"])

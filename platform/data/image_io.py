@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import torch
 from torch import Tensor
 from torchvision.io import ImageReadMode, decode_image
 
+from sparse_rcnn.platform.errors import InputError, MissingFileError, PlatformError
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
-class ImageDecodeError(RuntimeError):
+class ImageDecodeError(PlatformError, RuntimeError):
     """An image file is missing, unreadable or not a decodable image."""
 
 
@@ -34,8 +37,8 @@ def load_image(path: str | Path) -> Tensor:
     """
     try:
         data = read_image_bytes(path)
-    except (OSError, FileNotFoundError) as e:
-        raise ImageDecodeError(f"cannot read image {path}: {e}") from e
+    except OSError as e:
+        raise ImageDecodeError(f"cannot read image {path}: {e.strerror or e}") from e
     if not data:
         raise ImageDecodeError(f"image file {path} is empty")
     try:
@@ -43,15 +46,23 @@ def load_image(path: str | Path) -> Tensor:
             torch.frombuffer(bytearray(data), dtype=torch.uint8), ImageReadMode.RGB
         )
     except (RuntimeError, ValueError) as e:
-        raise ImageDecodeError(f"cannot decode image {path}: {e}") from e
+        raise ImageDecodeError(f"cannot decode image {path}: {_decoder_reason(e)}") from e
     return image
+
+
+def _decoder_reason(e: Exception) -> str:
+    """torchvision's decoder message without its C++ source location, first sentence only:
+    ``decode_image, .../decode_image.cpp:61, Unsupported image file. Only ...`` ->
+    ``Unsupported image file``."""
+    reason = re.sub(r"^.*\.cpp:\d+,\s*", "", str(e).strip(), flags=re.S)
+    return reason.split(". ")[0].rstrip(".") or type(e).__name__
 
 
 def list_images(paths: list[str | Path]) -> list[Path]:
     """Expand directories into their image files (sorted); files are kept as given.
 
-    Raises ``FileNotFoundError`` naming a path that does not exist, and ``ValueError``
-    when nothing is left.
+    Raises :class:`MissingFileError` (a ``FileNotFoundError``) naming a path that does not
+    exist, and :class:`InputError` (a ``ValueError``) when nothing is left.
     """
     out: list[Path] = []
     for p in map(Path, paths):
@@ -60,7 +71,9 @@ def list_images(paths: list[str | Path]) -> list[Path]:
         elif p.exists():
             out.append(p)
         else:
-            raise FileNotFoundError(f"no such image file or directory: {p}")
+            raise MissingFileError(f"no such image file or directory: {p}")
     if not out:
-        raise ValueError(f"no images found in {', '.join(map(str, paths))}")
+        raise InputError(
+            f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {', '.join(map(str, paths))}"
+        )
     return out

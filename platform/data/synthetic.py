@@ -36,6 +36,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from sparse_rcnn.platform.errors import InputError
+from sparse_rcnn.platform.output_files import check_output_folder
+
 from .categories import COCO_CATEGORY_IDS, COCO_CLASSES
 
 
@@ -67,6 +70,7 @@ OVERLAP_PROB = 0.35
 MIN_VISIBLE = 0.5  # fraction of an annotated object's pixels that must stay visible
 JPEG_QUALITY = 90
 DIFFICULTIES = ("standard", "easy")
+MIN_SIDE, MAX_SIDE = 64, 4096  # bounds of min_size/max_size (long side, px)
 EASY_CATEGORIES = 3  # the first three: ellipse/red, rectangle/blue, triangle/green
 
 
@@ -185,7 +189,7 @@ def _encode_jpeg(image: np.ndarray) -> bytes:
 def dataset_categories(difficulty: str = "standard") -> tuple[ShapeCategory, ...]:
     """The categories a dataset of this difficulty draws from."""
     if difficulty not in DIFFICULTIES:
-        raise ValueError(f"difficulty must be one of {DIFFICULTIES}, got {difficulty!r}")
+        raise InputError(f"difficulty must be one of {DIFFICULTIES}, got {difficulty!r}")
     return SYNTHETIC_CATEGORIES[:EASY_CATEGORIES] if difficulty == "easy" else SYNTHETIC_CATEGORIES
 
 
@@ -321,18 +325,24 @@ def make_synthetic(
     ``min_size``/``max_size`` bound the long side in px; ``difficulty`` is "standard" or "easy"
     (module docstring). Raises ``FileExistsError`` when
     ``root`` already holds one and ``overwrite`` is false; with ``overwrite`` only the two
-    annotation files and the two image folders are replaced.
+    annotation files and the two image folders are replaced. Bad options raise
+    :class:`InputError`; a ``root`` that is a file, lies under a file or cannot be written
+    raises :class:`~sparse_rcnn.platform.errors.OutputPathError`, both before anything is
+    written or removed.
     """
     if num_images < 1:
-        raise ValueError(f"num_images must be >= 1, got {num_images}")
+        raise InputError(f"num_images must be >= 1, got {num_images}")
     if seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
+        raise InputError(f"seed must be >= 0, got {seed}")
     if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    if not 64 <= min_size <= max_size:
-        raise ValueError(f"need 64 <= min_size <= max_size, got {min_size} and {max_size}")
+        raise InputError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if not MIN_SIDE <= min_size <= max_size <= MAX_SIDE:
+        raise InputError(
+            f"need {MIN_SIDE} <= min_size <= max_size <= {MAX_SIDE}, got {min_size} and {max_size}"
+        )
     cats = dataset_categories(difficulty)
     root = Path(root)
+    check_output_folder(root)
     paths = {s: split_paths(root, s) for s in ("train", "val")}
     existing = [p for ann, img in paths.values() for p in (ann, img) if p.exists()]
     if existing and not overwrite:

@@ -209,7 +209,8 @@ def run_training(
 
         epoch_metrics: dict[str, float] = {"epoch": epoch, "iteration": iteration}
         last = epoch == sched.epochs - 1
-        if (spec.eval_interval and (epoch + 1) % spec.eval_interval == 0) or last:
+        evaluated = bool(spec.eval_interval and (epoch + 1) % spec.eval_interval == 0) or last
+        if evaluated:
             out = evaluate_dataset(model, val_ds, dist, spec.precision, max_dets=spec.eval_max_dets)
             if out is not None:
                 result_eval, dets = out
@@ -222,13 +223,8 @@ def run_training(
             epoch_metrics["eval_epoch"] = epoch + 1  # marks the reports that evaluated
         epoch_metrics.update(metrics)
         if dist.is_main:
-            ap = (
-                f", val AP {100 * metrics['AP']:.2f} AP50 {100 * metrics['AP50']:.2f}"
-                if (metrics)
-                else ""
-            )
-            print(f"epoch {epoch + 1}/{sched.epochs}: iteration {iteration}, last loss "
-                  f"{last_loss:.3f}{ap}", flush=True)  # fmt: skip
+            print(epoch_line(epoch + 1, sched.epochs, iteration, last_loss,
+                             metrics if evaluated else None), flush=True)  # fmt: skip
         checkpoint = None
         if dist.is_main and ((epoch + 1) % spec.checkpoint_interval == 0 or last):
             checkpoint = {
@@ -242,6 +238,17 @@ def run_training(
             }
         reporter.report(epoch_metrics, checkpoint)
     return RunResult(sched.epochs - start_epoch, iteration, metrics, resumed_from)
+
+
+def epoch_line(
+    epoch: int, epochs: int, iteration: int, loss: float, evaluation: dict[str, float] | None
+) -> str:
+    """The progress line rank 0 prints after each epoch (1-based). AP (points) only when this
+    epoch evaluated: an epoch without an evaluation must not repeat the previous one's AP."""
+    line = f"epoch {epoch}/{epochs}: iteration {iteration}, last loss {loss:.3f}"
+    if evaluation:
+        line += f", val AP {100 * evaluation['AP']:.2f} AP50 {100 * evaluation['AP50']:.2f}"
+    return line
 
 
 def _memory_metrics(device: torch.device) -> dict[str, float]:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sparse_rcnn.platform.errors import InputError
 from sparse_rcnn.platform.evaluation.coco_eval import (
     COCO_MAX_DETS,
     CocoAccumulator,
@@ -38,7 +39,7 @@ from sparse_rcnn.platform.evaluation.ground_truth import GroundTruth
 def bootstrap_weights(num_images: int, num_replicates: int, seed: int) -> np.ndarray:
     """(B, N) int64 multinomial image counts, each row summing to N (see module docstring)."""
     if num_images <= 0:
-        raise ValueError("the ground truth has no images to resample")
+        raise InputError("the ground truth has no images to resample")
     if num_replicates <= 0:
         raise ValueError(f"num_replicates must be positive, got {num_replicates}")
     rng = np.random.default_rng(seed)

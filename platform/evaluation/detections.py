@@ -19,6 +19,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sparse_rcnn.platform.errors import InputError, MissingFileError
+from sparse_rcnn.platform.output_files import atomic_write
+
 PARQUET_COLUMNS = ("image_id", "category_id", "score", "x", "y", "w", "h")
 _JSON_KEYS = ("image_id", "category_id", "score", "bbox")
 
@@ -94,7 +97,7 @@ class Detections:
     def from_coco_results(cls, results: list[dict], source: str = "results") -> Detections:
         """Build from a COCO results list; ``source`` names the input in error messages."""
         if not isinstance(results, list):
-            raise ValueError(
+            raise InputError(
                 f"{source}: expected a JSON list of detections, got {type(results).__name__}"
             )
         n = len(results)
@@ -107,7 +110,7 @@ class Detections:
                 raise ValueError("bbox of the wrong length")
             bbox = np.fromiter(chain.from_iterable(boxes), np.float64, 4 * n).reshape(n, 4)
         except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"{source}: {_first_bad_result(results)}") from e
+            raise InputError(f"{source}: {_first_bad_result(results)}") from e
         return cls(image_id, category_id, score, bbox)
 
     def to_coco_results(self) -> list[dict]:
@@ -148,7 +151,9 @@ def _first_bad_result(results: list) -> str:
 
 def save_detections(dets: Detections, path: str | Path) -> None:
     """Write ``dets`` to ``path``: ``.parquet`` (columns image_id, category_id, score, x, y, w, h)
-    or ``.json`` (a COCO results list). Any other suffix raises ValueError naming it."""
+    or ``.json`` (a COCO results list), atomically (no partial file, no temporary file left on
+    failure). Any other suffix raises :class:`InputError` naming it; a location that cannot be
+    written raises :class:`~sparse_rcnn.platform.errors.OutputPathError`."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".parquet":
@@ -163,12 +168,12 @@ def save_detections(dets: Detections, path: str | Path) -> None:
                 "h": pa.array(dets.bbox[:, 3]),
             }
         )
-        pq.write_table(table, path)
+        atomic_write(path, lambda f: pq.write_table(table, f))
     elif suffix == ".json":
-        with open(path, "w") as f:
-            json.dump(dets.to_coco_results(), f)
+        text = json.dumps(dets.to_coco_results())
+        atomic_write(path, lambda f: f.write(text.encode()))
     else:
-        raise ValueError(
+        raise InputError(
             f"{path}: unknown detections suffix {path.suffix!r}; use .parquet or .json"
         )
 
@@ -176,36 +181,47 @@ def save_detections(dets: Detections, path: str | Path) -> None:
 def load_detections(path: str | Path) -> Detections:
     """Read detections written by :func:`save_detections` (or any COCO results JSON).
 
-    Raises FileNotFoundError for a missing file and ValueError naming the file for an unknown
-    suffix, missing Parquet columns, or JSON that is not a list of detections.
+    Raises :class:`MissingFileError` (a FileNotFoundError) for a missing file or a directory
+    and :class:`InputError` (a ValueError) naming the file for an unknown suffix, missing
+    Parquet columns, a non-numeric column, or JSON that is not a list of detections.
     """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".parquet", ".json"):
-        raise ValueError(
+        raise InputError(
             f"{path}: unknown detections suffix {path.suffix!r}; use .parquet or .json"
         )
+    if path.is_dir():
+        raise MissingFileError(f"detections {path} is a directory; give the detections file")
     if not path.is_file():
-        raise FileNotFoundError(f"detections file not found: {path}")
+        raise MissingFileError(f"detections file not found: {path}")
     if suffix == ".json":
         try:
             with open(path) as f:
                 results = json.load(f)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ValueError(f"{path}: not valid JSON ({e})") from e
+            raise InputError(f"{path}: not valid JSON ({e})") from e
         return Detections.from_coco_results(results, source=str(path))
     try:
         table = pq.read_table(path)
     except (pa.ArrowInvalid, OSError) as e:
-        raise ValueError(f"{path}: not a readable Parquet file ({e})") from e
+        raise InputError(f"{path}: not a readable Parquet file ({e})") from e
     missing = [c for c in PARQUET_COLUMNS if c not in table.column_names]
     if missing:
-        raise ValueError(
+        raise InputError(
             f"{path}: Parquet detections lack columns {missing}; need {list(PARQUET_COLUMNS)}"
         )
     with_nulls = [c for c in PARQUET_COLUMNS if table.column(c).null_count]
     if with_nulls:
-        raise ValueError(f"{path}: Parquet detections have missing values in {with_nulls}")
+        raise InputError(f"{path}: Parquet detections have missing values in {with_nulls}")
+    not_numeric = {
+        c: str(table.schema.field(c).type)
+        for c in PARQUET_COLUMNS
+        if not pa.types.is_integer(t := table.schema.field(c).type) and not pa.types.is_floating(t)
+    }
+    if not_numeric:
+        c, kind = next(iter(not_numeric.items()))
+        raise InputError(f"{path}: Parquet column '{c}' holds {kind}, expected numbers")
     col = {c: table.column(c).to_numpy() for c in PARQUET_COLUMNS}
     score = col["score"]
     if score.dtype != np.float32:

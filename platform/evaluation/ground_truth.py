@@ -12,7 +12,7 @@ What COCOeval(bbox) uses from an annotation file, and how it is kept here:
   silently alias each other) and reads a match to id 0 as "no match".
 
 Where pycocotools would crash or silently mis-evaluate, :func:`load_ground_truth` raises
-ValueError naming the offending entry instead.
+:class:`~sparse_rcnn.platform.errors.InputError` (a ValueError) naming the offending entry instead.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from sparse_rcnn.platform.errors import InputError, MissingFileError
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,8 @@ class GroundTruth:
 def load_ground_truth(source: GroundTruth | dict | str | Path) -> GroundTruth:
     """Read a COCO annotation dict or JSON file into a :class:`GroundTruth`.
 
-    Raises FileNotFoundError for a missing file and ValueError, naming the entry, for a file
+    Raises :class:`MissingFileError` (a FileNotFoundError) for a missing file or a directory and
+    :class:`InputError` (a ValueError), naming the entry, for a file
     that is not COCO instances JSON: missing ``images``/``annotations``/``categories``,
     duplicate image/category/annotation ids, annotation id 0, an annotation on an image or
     category that the file does not list, or a bbox that is not four finite numbers.
@@ -73,18 +76,20 @@ def load_ground_truth(source: GroundTruth | dict | str | Path) -> GroundTruth:
     if isinstance(source, str | Path):
         name = str(source)
         path = Path(source)
+        if path.is_dir():
+            raise MissingFileError(f"ground truth {path} is a directory; give the COCO JSON file")
         if not path.is_file():
-            raise FileNotFoundError(f"ground-truth file not found: {path}")
+            raise MissingFileError(f"ground-truth file not found: {path}")
         try:
             with open(path) as f:
                 source = json.load(f)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ValueError(f"{name}: not valid JSON ({e})") from e
+            raise InputError(f"{name}: not valid JSON ({e})") from e
     if not isinstance(source, dict):
-        raise ValueError(f"{name}: expected a COCO annotation object, got {type(source).__name__}")
+        raise InputError(f"{name}: expected a COCO annotation object, got {type(source).__name__}")
     for key in ("images", "annotations", "categories"):
         if not isinstance(source.get(key), list):
-            raise ValueError(f"{name}: COCO ground truth needs a list '{key}'")
+            raise InputError(f"{name}: COCO ground truth needs a list '{key}'")
     image_ids = _unique_ids(source["images"], "images", name)
     category_ids = _unique_ids(source["categories"], "categories", name)
     anns = source["annotations"]
@@ -96,18 +101,18 @@ def load_ground_truth(source: GroundTruth | dict | str | Path) -> GroundTruth:
         area = np.array([a.get("area", np.nan) for a in anns], dtype=np.float64)
         iscrowd = np.array([bool(a.get("iscrowd", 0)) for a in anns], dtype=bool)
     except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise ValueError(f"{name}: {_first_bad_annotation(anns)}") from e
+        raise InputError(f"{name}: {_first_bad_annotation(anns)}") from e
     if not np.isfinite(bbox).all():
         k = int(np.flatnonzero(~np.isfinite(bbox).all(axis=1))[0])
-        raise ValueError(f"{name}: annotations[{k}] has a non-finite bbox {bbox[k].tolist()}")
+        raise InputError(f"{name}: annotations[{k}] has a non-finite bbox {bbox[k].tolist()}")
     no_area = np.isnan(area)
     area[no_area] = bbox[no_area, 2] * bbox[no_area, 3]
     if len(ann_id) != len(np.unique(ann_id)):
         ids, counts = np.unique(ann_id, return_counts=True)
-        raise ValueError(f"{name}: duplicate annotation id {int(ids[counts > 1][0])}")
+        raise InputError(f"{name}: duplicate annotation id {int(ids[counts > 1][0])}")
     if (ann_id == 0).any():
         k = int(np.flatnonzero(ann_id == 0)[0])
-        raise ValueError(
+        raise InputError(
             f"{name}: annotations[{k}] has id 0; COCOeval reads a match to id 0 as no match, "
             "so annotation ids must be non-zero"
         )
@@ -121,10 +126,10 @@ def _unique_ids(entries: list, key: str, name: str) -> np.ndarray:
     try:
         ids = np.array([e["id"] for e in entries], dtype=np.int64)
     except (KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"{name}: every entry of '{key}' needs an integer 'id'") from e
+        raise InputError(f"{name}: every entry of '{key}' needs an integer 'id'") from e
     uniq, counts = np.unique(ids, return_counts=True)
     if len(uniq) != len(ids):
-        raise ValueError(f"{name}: duplicate id {int(uniq[counts > 1][0])} in '{key}'")
+        raise InputError(f"{name}: duplicate id {int(uniq[counts > 1][0])} in '{key}'")
     return uniq
 
 
@@ -136,7 +141,7 @@ def _index_of(
     bad = (ids[pos] != values) if len(ids) else np.ones(len(values), dtype=bool)
     if bad.any():
         k = int(np.flatnonzero(bad)[0])
-        raise ValueError(
+        raise InputError(
             f"{name}: annotations[{k}] has {field} {int(values[k])}, "
             f"which '{listing}' does not list"
         )

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import sparse
 
+from sparse_rcnn.platform.errors import InputError
 from sparse_rcnn.platform.evaluation.detections import Detections
 from sparse_rcnn.platform.evaluation.ground_truth import GroundTruth
 
@@ -186,11 +187,11 @@ def _index_detections(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(N,) image and category index of each detection, and which have a known category."""
     if not np.isfinite(dets.score).all():
-        raise ValueError(
+        raise InputError(
             f"{int((~np.isfinite(dets.score)).sum())} detections have a non-finite score"
         )
     if not np.isfinite(dets.bbox).all():
-        raise ValueError(
+        raise InputError(
             f"{int((~np.isfinite(dets.bbox).all(1)).sum())} detections have a non-finite bbox"
         )
     ids = gt.image_ids
@@ -198,7 +199,7 @@ def _index_detections(
     unknown = ids[img] != dets.image_id if len(ids) else np.ones(len(dets), bool)
     if unknown.any():
         bad = np.unique(dets.image_id[unknown])
-        raise ValueError(
+        raise InputError(
             f"{int(unknown.sum())} detections are on {len(bad)} image ids that the ground truth "
             f"does not list, e.g. {bad[:5].tolist()}"
         )

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
+import sys
 from typing import Any
 
 import ray
 
+from sparse_rcnn.platform.errors import PlatformError
+from sparse_rcnn.platform.orchestration.console import VERBOSE_ENV
+from sparse_rcnn.platform.orchestration.loopback import LOOPBACK, prefer_loopback
 from sparse_rcnn.platform.spec.job import ScalingSpec
 
 # Shorter controller polling: a report otherwise waits up to 2 s (measured on 2.60).
@@ -17,23 +23,71 @@ _RAY_ENV_DEFAULTS = {
 }
 
 
-class ResourceError(RuntimeError):
+_GCS_PORT_ENV = "RAY_GCS_SERVER_PORT"
+
+
+class ResourceError(PlatformError, RuntimeError):
     """The job asks for more than the cluster has; it would otherwise wait forever."""
 
 
-def connect(address: str | None = None, env_vars: dict[str, str] | None = None) -> None:
+def connect(
+    address: str | None = None, env_vars: dict[str, str] | None = None, verbose: bool | None = None
+) -> None:
     """``ray.init`` once: a new local Ray when ``address`` is None and no ``RAY_ADDRESS`` is set,
-    else the given cluster. ``env_vars`` reach every worker through the runtime env."""
+    else the given cluster. ``env_vars`` reach every worker through the runtime env.
+
+    The local Ray is bound to 127.0.0.1 (node IP, dashboard, its agent, metrics servers; see
+    README "Which sockets the local Ray opens") with Ray's token auth as Ray sets it up, and
+    every worker gets ``RAY_ADDRESS`` of exactly this cluster: Ray code that looks the cluster
+    up (Train's ``PlacementGroupCleaner``) then never trips over a second Ray on the host.
+    ``verbose`` (default: ``$SPARSE_RCNN_VERBOSE`` is 1, set by ``--verbose``) keeps Ray's INFO
+    logs in the driver; otherwise Ray's driver logger shows errors only."""
     for k, v in _RAY_ENV_DEFAULTS.items():
         os.environ.setdefault(k, v)
     if ray.is_initialized():
         return
-    ray.init(
-        address=address,
-        runtime_env={"env_vars": dict(env_vars or {})},
-        log_to_driver=True,
-        logging_level="WARNING",
-    )
+    if verbose is None:
+        verbose = os.environ.get(VERBOSE_ENV) == "1"
+    env = dict(env_vars or {})
+    local: dict[str, Any] = {}
+    user_gcs_port = os.environ.get(_GCS_PORT_ENV)
+    if address is None and not os.environ.get("RAY_ADDRESS"):
+        prefer_loopback(address)
+        gcs_port = int(os.environ.get(_GCS_PORT_ENV) or _free_port())
+        os.environ[_GCS_PORT_ENV] = str(gcs_port)  # read by the head ray.init starts
+        env.setdefault("RAY_ADDRESS", f"{LOOPBACK}:{gcs_port}")
+        local = {"_node_ip_address": LOOPBACK, "dashboard_host": LOOPBACK,
+                 "include_dashboard": True}  # fmt: skip
+    try:
+        ray.init(
+            address=address,
+            runtime_env={"env_vars": env},
+            log_to_driver=True,
+            logging_level="INFO" if verbose else "ERROR",
+            **local,
+        )
+    finally:
+        if local and not user_gcs_port:
+            os.environ.pop(_GCS_PORT_ENV, None)
+    if local and not _is_loopback(ray.util.get_node_ip_address()):
+        print(
+            f"warning: the local Ray listens on {ray.util.get_node_ip_address()}, not "
+            f"{LOOPBACK}: `ray` was imported before RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 was set",
+            file=sys.stderr,
+        )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def worker_bundle(scaling: ScalingSpec) -> dict[str, float]:

@@ -19,10 +19,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from sparse_rcnn.platform.errors import PlatformError
+
 PROJECT = "sparse-rcnn-platform"
 
 
-class PackagingError(RuntimeError):
+class PackagingError(PlatformError, RuntimeError):
     """This project's code cannot be found or built for shipping."""
 
 

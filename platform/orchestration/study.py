@@ -20,6 +20,7 @@ same MLflow run and the same Ray Train run name, so Train resumes from its last 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -30,6 +31,8 @@ from typing import Any
 
 from ray import tune
 
+from sparse_rcnn.platform.errors import PlatformError
+from sparse_rcnn.platform.names import InvalidName, check_name, path_under
 from sparse_rcnn.platform.orchestration.cluster import (
     ResourceError,
     alive_nodes,
@@ -43,6 +46,7 @@ from sparse_rcnn.platform.orchestration.train import (
     create_job_run,
     run_job,
 )
+from sparse_rcnn.platform.orchestration.tune_state import SignTuneState, sign, verify
 from sparse_rcnn.platform.spec.job import JobSpec, ScalingSpec
 from sparse_rcnn.platform.spec.load import dump_spec, flatten
 from sparse_rcnn.platform.spec.study import METRICS, Study, study_from_dict
@@ -68,7 +72,7 @@ TRIAL_DRIVER_CPU = 0.01
 Train controller reserves none. Taken off the workers' share so trials pack exactly."""
 
 
-class StudyError(RuntimeError):
+class StudyError(PlatformError, RuntimeError):
     """A study cannot start or resume; the message says why."""
 
 
@@ -92,13 +96,53 @@ class StudyRecord:
 
     @classmethod
     def load(cls, folder: Path) -> StudyRecord:
+        """The record in ``folder``; :class:`StudyError` (one line) when the file is missing,
+        not JSON, lacks a field, has a field of the wrong type or names another study."""
         path = folder / STUDY_FILE
         if not path.is_file():
             raise StudyError(f"no study at {folder} ({STUDY_FILE} missing)")
-        return cls(**json.loads(path.read_text()))
+        try:
+            data = json.loads(path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise StudyError(f"{path} is not valid JSON ({e}); the study cannot be read") from None
+        if not isinstance(data, dict):
+            raise StudyError(f"{path} must hold a JSON object; the study cannot be read")
+        fields = [f.name for f in dataclasses.fields(cls)]
+        missing = [k for k in fields if k not in data]
+        unknown = [k for k in data if k not in fields]
+        if missing or unknown:
+            what = "; ".join(
+                f"{label}: {', '.join(keys)}"
+                for label, keys in (("missing", missing), ("unknown", unknown))
+                if keys
+            )
+            raise StudyError(f"{path} is not a study record ({what})")
+        for key, kind in _RECORD_TYPES.items():
+            if not isinstance(data[key], kind) or isinstance(data[key], bool):
+                raise StudyError(f"{path}: {key} has the wrong type ({type(data[key]).__name__})")
+        try:
+            check_name("study id", data["study_id"])
+            check_name("experiment name", data["experiment"])
+        except InvalidName as e:
+            raise StudyError(f"{path}: {e}") from None
+        if data["study_id"] != folder.name:
+            raise StudyError(f"{path} names study {data['study_id']!r}, not {folder.name!r}")
+        return cls(**data)
 
     def study(self) -> Study:
         return study_from_dict(self.spec, self.base_job)
+
+
+_RECORD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "study_id": str,
+    "spec": dict,
+    "base_job": dict,
+    "parent_run_id": str,
+    "tracking_uri": str,
+    "experiment": str,
+    "max_concurrent_trials": int,
+    "created": (int, float),
+}
 
 
 @dataclass
@@ -118,7 +162,10 @@ def studies_root() -> Path:
 
 
 def study_folder(study_id: str) -> Path:
-    folder = studies_root() / study_id
+    """The folder of an existing study; :class:`~sparse_rcnn.platform.names.InvalidName` or
+    :class:`~sparse_rcnn.platform.names.PathEscape` for an id that could leave the studies
+    folder, :class:`StudyError` for an unknown one."""
+    folder = path_under(studies_root(), study_id, "study id")
     if not (folder / STUDY_FILE).is_file():
         known = sorted(p.name for p in studies_root().glob("*") if (p / STUDY_FILE).is_file())
         hint = f"; known studies: {', '.join(known[-10:])}" if known else ""
@@ -332,7 +379,7 @@ def start_study(
         check_resources(ScalingSpec.model_validate_json(scaling), nodes)
     concurrency, jobs = pack_trials(study, cluster_totals(nodes))
     study_id = study_id or new_study_id(study.spec.name)
-    folder = studies_root() / study_id
+    folder = path_under(studies_root(), study_id, "study id")
     folder.mkdir(parents=True, exist_ok=False)
     spec_dict = study.spec.model_dump(mode="json")
     params = {f"study.{k}": v for k, v in flatten(spec_dict).items()}
@@ -379,10 +426,14 @@ def start_study(
             name=TUNE_NAME,
             storage_path=str(folder),
             verbose=0,
-            callbacks=[StudyProgress(study_id, study.spec.metric, concurrency, len(study.trials))],
+            callbacks=[
+                StudyProgress(study_id, study.spec.metric, concurrency, len(study.trials)),
+                SignTuneState(study_id),
+            ],
             failure_config=tune.FailureConfig(max_failures=study.spec.max_failures),
         ),
     )
+    sign(folder, TUNE_NAME)  # tuner.pkl, written by the Tuner's constructor
     return _fit(tuner, record, folder, concurrency)
 
 
@@ -391,10 +442,11 @@ def resume_study(study_id: str, address: str | None = None) -> StudyOutcome:
     ones continue their MLflow run and Train checkpoint."""
     folder = study_folder(study_id)
     record = StudyRecord.load(folder)
-    connect_tracked(record.tracking_uri, address)
     tune_path = folder / TUNE_NAME
     if not tune.Tuner.can_restore(str(tune_path)):
         raise StudyError(f"study {study_id}: no Tune state to restore in {tune_path}")
+    verify(folder, study_id, TUNE_NAME)  # before anything unpickles it
+    connect_tracked(record.tracking_uri, address)
     reopen_run(record.tracking_uri, record.parent_run_id)
     print(f"resuming study {study_id} from {tune_path}", flush=True)
     tuner = tune.Tuner.restore(
@@ -403,6 +455,7 @@ def resume_study(study_id: str, address: str | None = None) -> StudyOutcome:
         resume_unfinished=True,
         resume_errored=True,
     )
+    sign(folder, TUNE_NAME)
     return _fit(tuner, record, folder, record.max_concurrent_trials)
 
 
@@ -420,6 +473,8 @@ def _fit(tuner: tune.Tuner, record: StudyRecord, folder: Path, concurrency: int)
     except Exception as e:
         _stop(record, f"{type(e).__name__}: {e}", status="FAILED")
         raise StudyError(f"study {record.study_id} failed: {e}") from e
+    finally:
+        sign(folder, TUNE_NAME)  # the state Tune saved last, whatever ended the fit
     wall = time.perf_counter() - start
     _record_timing(folder, wall, concurrency)
     table = results_table(grid, record)

@@ -23,7 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from sparse_rcnn.dashboards.report_html import conclusions_markdown, write_study_dashboard
+from sparse_rcnn.dashboards.report_html import (
+    StudyDashboard,
+    conclusions_markdown,
+    study_dashboard,
+)
 from sparse_rcnn.platform.evaluation.bootstrap import bootstrap_weights
 from sparse_rcnn.platform.evaluation.coco_eval import metric_names, prepare
 from sparse_rcnn.platform.evaluation.detections import load_detections
@@ -35,6 +39,7 @@ from sparse_rcnn.platform.orchestration.study import (
     study_folder,
 )
 from sparse_rcnn.platform.orchestration.train import dataset_paths
+from sparse_rcnn.platform.output_files import atomic_write
 from sparse_rcnn.platform.spec.job import JobSpec
 from sparse_rcnn.platform.stats.analysis import Analysis, analyze
 from sparse_rcnn.platform.stats.render import to_markdown
@@ -45,6 +50,7 @@ from sparse_rcnn.platform.tracking.studies import download_detections
 
 REPORT_MD = "report.md"
 REPORT_JSON = "report.json"
+REPORT_HTML = names.ARTIFACT_REPORT_HTML
 POINTS = 100.0  # COCO fractions -> AP points
 BOOTSTRAP_SEED = 0  # one seed for every trial: the replicates share their image draws
 
@@ -200,9 +206,12 @@ def write_report(
     }
     md = folder / REPORT_MD
     js = folder / REPORT_JSON
-    js.write_text(json.dumps(report, indent=1, allow_nan=False))
-    md.write_text(to_markdown(analysis, title=f"Seed study {study_id}"))
-    page, pngs = write_study_dashboard(report, rows, folder, title=f"Seed study {study_id}")
+    # Replaced, never written through: a report.md planted as a symlink is not followed.
+    text = json.dumps(report, indent=1, allow_nan=False)
+    atomic_write(js, lambda f: f.write(text.encode()))
+    markdown = to_markdown(analysis, title=f"Seed study {study_id}")
+    atomic_write(md, lambda f: f.write(markdown.encode()))
+    page, pngs = _write_dashboard(folder, study_dashboard(report, rows, f"Seed study {study_id}"))
     if log:
         logger = RunLogger(record.tracking_uri, record.parent_run_id)
         for path in (md, js, page):
@@ -212,6 +221,23 @@ def write_report(
         logger.set_note(conclusions_markdown(report))
         _log_summary_metrics(record, report)
     return report, md
+
+
+def _write_dashboard(folder: Path, dash: StudyDashboard) -> tuple[Path, list[Path]]:
+    """``report.html`` and ``figures/STEM.png`` in the study folder, each replaced atomically;
+    a ``figures`` link is replaced by a folder, never written through."""
+    page = folder / REPORT_HTML
+    atomic_write(page, lambda f: f.write(dash.html.encode()))
+    figures = folder / names.ARTIFACT_REPORT_FIGURES_DIR
+    if figures.is_symlink():
+        figures.unlink()
+    figures.mkdir(exist_ok=True)
+    pngs = []
+    for stem, data in dash.pngs.items():
+        path = figures / f"{stem}.png"
+        atomic_write(path, lambda f, data=data: f.write(data))
+        pngs.append(path)
+    return page, pngs
 
 
 def _log_summary_metrics(record: StudyRecord, report: dict[str, Any]) -> None:

@@ -16,7 +16,12 @@ Before anything is uploaded the dashboard's REST API (``GET /api/v0/nodes``) say
 cluster has, and :func:`~sparse_rcnn.platform.orchestration.cluster.check_resources` refuses a
 spec it cannot place. Token auth (Ray >= 2.52): a cluster that answers 401/403 gets the token
 from ``$RAY_AUTH_TOKEN``, ``$RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``; a cluster without
-auth never sees it.
+auth never sees it. The token goes only to the configured address (redirects are not followed),
+and over plain http only to a loopback address unless ``insecure_token`` says otherwise.
+
+Secrets (see :mod:`sparse_rcnn.platform.redact`) reach the job through ``env_vars`` only:
+credentials of the tracking URI travel as ``MLFLOW_TRACKING_USERNAME``/``_PASSWORD``; the shipped
+``spec.yaml``, the job's metadata and every message carry the URI without them.
 """
 
 from __future__ import annotations
@@ -33,15 +38,18 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
 import requests
 from ray.job_submission import JobDetails, JobStatus, JobSubmissionClient, JobType
 
+from sparse_rcnn.platform.errors import PlatformError
+from sparse_rcnn.platform.names import check_name
 from sparse_rcnn.platform.orchestration.cluster import check_resources
 from sparse_rcnn.platform.orchestration.package import (
     source_commit,
 )
+from sparse_rcnn.platform.redact import redact, redact_uri, split_credentials
 from sparse_rcnn.platform.spec.job import JobSpec
 from sparse_rcnn.platform.spec.load import dump_spec
 from sparse_rcnn.platform.state_dir import ENV as STATE_ENV
@@ -66,7 +74,7 @@ JOB_ENV_DEFAULTS = {
 GIT_COMMIT_ENV = "SPARSE_RCNN_GIT_COMMIT"
 
 
-class SubmitError(RuntimeError):
+class SubmitError(PlatformError, RuntimeError):
     """The cluster, its auth, the tracking URI or the package is not usable; says what to do."""
 
 
@@ -117,9 +125,16 @@ class Dashboard:
 
     def get(self, path: str) -> requests.Response:
         try:
-            return requests.get(self.address + path, headers=self.headers, timeout=30)
+            return requests.get(self.address + path, headers=self.headers, timeout=30,
+                                allow_redirects=False)  # fmt: skip
         except requests.RequestException as e:
-            raise SubmitError(f"lost the Ray dashboard at {self.address}: {e}") from None
+            message = self.redact(f"lost the Ray dashboard at {self.address}: {e}")
+            raise SubmitError(message) from None
+
+    def redact(self, text: str) -> str:
+        """``text`` without the auth token or URI credentials."""
+        token = self.headers.get("Authorization", "").removeprefix("Bearer ")
+        return redact(text, [token])
 
     @cached_property
     def client(self) -> JobSubmissionClient:
@@ -131,16 +146,18 @@ class Dashboard:
         try:
             yield
         except (RuntimeError, OSError) as e:
-            raise SubmitError(f"{what} at {self.address} failed: {e}") from None
+            raise SubmitError(self.redact(f"{what} at {self.address} failed: {e}")) from None
 
 
-def open_dashboard(address: str | None) -> Dashboard:
-    """Check that ``address`` is a Ray dashboard; attach the auth token only if it asks."""
+def open_dashboard(address: str | None, insecure_token: bool = False) -> Dashboard:
+    """Check that ``address`` is a Ray dashboard; attach the auth token only if it asks, and
+    over plain http only to a loopback address (or with ``insecure_token``)."""
     address = dashboard_address(address)
 
     def version(headers: dict[str, str]) -> requests.Response:
         try:
-            return requests.get(f"{address}/api/version", headers=headers, timeout=15)
+            return requests.get(f"{address}/api/version", headers=headers, timeout=15,
+                                allow_redirects=False)  # fmt: skip
         except requests.RequestException as e:
             raise SubmitError(
                 f"cannot reach the Ray dashboard at {address} ({type(e).__name__}); is the "
@@ -156,6 +173,11 @@ def open_dashboard(address: str | None) -> Dashboard:
                 f"the Ray cluster at {address} requires token authentication and no token "
                 "was found: set RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH to the head node's "
                 "token (`ray get-auth-token` on the head)"
+            )
+        if urlparse(address).scheme == "http" and not _is_loopback(address) and not insecure_token:
+            raise SubmitError(
+                f"the Ray cluster at {address} asks for the auth token, which plain http would "
+                "send readable to anyone on the path: use https:// or pass --insecure-token"
             )
         headers = {"Authorization": f"Bearer {found[0]}"}
         r = version(headers)
@@ -235,13 +257,13 @@ def tracking_for_cluster(
         return uri, {}
     if is_local_store(uri):
         raise SubmitError(
-            f"tracking URI {uri} is a store in this machine's files, which cluster nodes "
-            "cannot see; use an MLflow server (http://...) or --allow-local-tracking for a "
+            f"tracking URI {redact_uri(uri)} is a store in this machine's files, which cluster "
+            "nodes cannot see; use an MLflow server (http://...) or --allow-local-tracking for a "
             "cluster on this machine"
         )
     if _is_loopback(uri) and not _is_loopback(dash_address):
         raise SubmitError(
-            f"tracking URI {uri} is this machine's loopback, which the cluster at "
+            f"tracking URI {redact_uri(uri)} is this machine's loopback, which the cluster at "
             f"{dash_address} cannot reach; use an address the cluster nodes can reach"
         )
     return uri, {}
@@ -288,14 +310,19 @@ def submit(
     env_vars: dict[str, str] | None = None,
     submission_id: str | None = None,
 ) -> Submission:
-    """Submit ``spec`` (already pre-flighted) to run ``sparse-rcnn train`` on the cluster."""
+    """Submit ``spec`` (already pre-flighted) to run ``sparse-rcnn train`` on the cluster.
+    Credentials in ``tracking_uri`` go into the job's env vars only; the shipped spec, the
+    metadata and the returned :class:`Submission` have the URI without them."""
+    tracking_uri, credentials = _ship_tracking_uri(tracking_uri)
+    shipped_uri = None if credentials.get("MLFLOW_TRACKING_URI") else tracking_uri
     spec = spec.model_copy(
-        update={"mlflow": spec.mlflow.model_copy(update={"tracking_uri": tracking_uri})}
+        update={"mlflow": spec.mlflow.model_copy(update={"tracking_uri": shipped_uri})}
     )
-    env = {**JOB_ENV_DEFAULTS, "MLFLOW_TRACKING_URI": tracking_uri, **(env_vars or {})}
-    submission_id = submission_id or new_submission_id(spec)
+    env = {**JOB_ENV_DEFAULTS, "MLFLOW_TRACKING_URI": tracking_uri, **credentials,
+           **(env_vars or {})}  # fmt: skip
+    submission_id = check_name("submission id", submission_id or new_submission_id(spec))
     metadata = {"spec_name": spec.name, "experiment": spec.mlflow.experiment,
-                "tracking_uri": tracking_uri}  # fmt: skip
+                "tracking_uri": redact_uri(tracking_uri)}  # fmt: skip
     if package is not None and (commit := source_commit()) is not None:
         # The shipped copy is no git checkout; this names the source it was built from.
         metadata["git_commit"] = env.setdefault(GIT_COMMIT_ENV, commit)
@@ -308,15 +335,29 @@ def submit(
                 runtime_env=runtime_env(Path(spec_dir), package, env),
                 metadata=metadata,
             )
-    return Submission(submission_id, dash.address, tracking_uri)
+    return Submission(submission_id, dash.address, redact_uri(tracking_uri))
+
+
+def _ship_tracking_uri(uri: str) -> tuple[str, dict[str, str]]:
+    """``(URI for the spec and metadata, env vars with its secrets)``. An http(s) URI loses its
+    ``user:password@`` to ``MLFLOW_TRACKING_*``; any other URI with credentials (a database)
+    travels whole in ``MLFLOW_TRACKING_URI`` and the spec names none (the job reads the env)."""
+    if uri.startswith(("http://", "https://")):
+        return split_credentials(uri)
+    if redact_uri(uri) != uri:
+        return redact_uri(uri), {"MLFLOW_TRACKING_URI": uri}
+    return uri, {}
 
 
 # ---- submitted jobs ------------------------------------------------------------------------
 
 
 def job_info(dash: Dashboard, submission_id: str) -> JobDetails:
-    """The job's details; :class:`JobNotFound` for an unknown id."""
-    if dash.get(f"/api/jobs/{submission_id}").status_code == 404:
+    """The job's details; :class:`~sparse_rcnn.platform.names.InvalidName` for an id that
+    breaks the name rule (before any request), :class:`JobNotFound` for an unknown id. Every
+    other call on a job goes through here first, so the SDK never sees an unchecked id."""
+    check_name("submission id", submission_id)
+    if dash.get(f"/api/jobs/{quote(submission_id, safe='')}").status_code == 404:
         raise JobNotFound(
             f"no job {submission_id!r} on the cluster at {dash.address}; "
             "`sparse-rcnn jobs list` shows the submission ids"

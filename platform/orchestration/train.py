@@ -27,24 +27,43 @@ from sparse_rcnn.platform.data.prepare import DatasetPaths, synthetic_dataset
 from sparse_rcnn.platform.engine.distributed import DistContext
 from sparse_rcnn.platform.engine.loop import run_training
 from sparse_rcnn.platform.engine.train_step import NonFiniteLossError
+from sparse_rcnn.platform.errors import MissingFileError, PlatformError
 from sparse_rcnn.platform.orchestration.cluster import (
     alive_node_count,
     check_resources,
     connect,
 )
+from sparse_rcnn.platform.redact import redact
 from sparse_rcnn.platform.spec.job import JobSpec
 from sparse_rcnn.platform.spec.load import dump_spec, flatten
 from sparse_rcnn.platform.state_dir import ENV as STATE_ENV
 from sparse_rcnn.platform.state_dir import state_dir
 from sparse_rcnn.platform.tracking import names
 from sparse_rcnn.platform.tracking.runs import RunLogger, create_run, finish_run
-from sparse_rcnn.platform.tracking.store import is_local_store, resolve_tracking_uri
+from sparse_rcnn.platform.tracking.store import (
+    credential_env,
+    is_local_store,
+    resolve_tracking_uri,
+)
 
 CHECKPOINT_FILE = "state.pt"
 
 
-class JobFailed(RuntimeError):
+class JobFailed(PlatformError, RuntimeError):
     """The training run ended in error; the MLflow run is marked FAILED with the message."""
+
+
+class JobInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or ``jobs stop``) ended the run: its MLflow run is marked KILLED and the Ray Train
+    checkpoints written so far are kept; ``checkpoint`` is the last one, or None."""
+
+    def __init__(self, run_id: str, checkpoint: str | None):
+        super().__init__(run_id)
+        self.run_id, self.checkpoint = run_id, checkpoint
+
+    def summary(self) -> str:
+        kept = f"last checkpoint {self.checkpoint}" if self.checkpoint else "no checkpoint yet"
+        return f"interrupted: MLflow run {self.run_id} marked KILLED; {kept}"
 
 
 @dataclass
@@ -64,7 +83,7 @@ def dataset_paths(spec: JobSpec) -> DatasetPaths:
     paths = DatasetPaths(d.train_ann, d.train_images, d.val_ann, d.val_images)
     for field, value in dataclasses.asdict(paths).items():
         if "://" not in value and not Path(value).exists():
-            raise FileNotFoundError(f"dataset.{field}: {value} does not exist")
+            raise MissingFileError(f"dataset.{field}: {value} does not exist")
     return paths
 
 
@@ -135,12 +154,17 @@ def run_job(
     creating one; ``train_name`` names the Ray Train run, and the same name and storage path
     resume from that run's last checkpoint; ``callbacks`` are Ray Train ``UserCallback``s."""
     uri = resolve_tracking_uri(spec.mlflow.tracking_uri)
+    if spec.mlflow.tracking_uri:  # without the credentials resolve_tracking_uri took out
+        spec = spec.model_copy(
+            update={"mlflow": spec.mlflow.model_copy(update={"tracking_uri": uri})}
+        )
     connect_tracked(uri, address)
     check_resources(spec.scaling)
     paths = dataset_paths(spec)
     if run_id is None:
         run_id = create_job_run(spec, uri, run_tags, parent_run_id)
     storage = spec.storage_path or str(state_dir() / "ray_results")
+    name = train_name or f"{spec.name}-{run_id[:12]}"
     trainer = TorchTrainer(
         train_worker,
         train_loop_config={
@@ -156,7 +180,7 @@ def run_job(
         ),  # fmt: skip
         torch_config=TorchConfig(backend="nccl" if spec.scaling.use_gpu else "gloo"),
         run_config=ray.train.RunConfig(
-            name=train_name or f"{spec.name}-{run_id[:12]}",
+            name=name,
             callbacks=callbacks or None,
             storage_path=storage,
             failure_config=ray.train.FailureConfig(max_failures=spec.max_failures),
@@ -171,11 +195,11 @@ def run_job(
     except (KeyboardInterrupt, SystemExit):
         # Ctrl-C, or `jobs stop` (Ray Train's SIGINT handler aborts and raises SystemExit).
         finish_run(uri, run_id, "KILLED", "interrupted (Ctrl-C or jobs stop)")
-        raise
+        raise JobInterrupted(run_id, last_checkpoint(storage, name)) from None
     except Exception as e:  # TrainingFailedError and anything the driver hit
         message = f"{type(e).__name__}: {e}\n{traceback.format_exc()}"
         finish_run(uri, run_id, "FAILED", message)
-        raise JobFailed(f"training run {run_id} failed: {e}") from e
+        raise JobFailed(redact(f"training run {run_id} failed: {e}")) from e
     outcome = result.return_value or {}
     if outcome.get("status") == "diverged":
         finish_run(uri, run_id, "FAILED", outcome["error"])
@@ -185,10 +209,19 @@ def run_job(
     return JobOutcome(run_id, uri, outcome.get("metrics", {}), checkpoint_path, result.path)
 
 
+def last_checkpoint(storage: str, name: str) -> str | None:
+    """The newest ``checkpoint_<timestamp>`` folder of the Ray Train run ``name``, if local."""
+    if "://" in storage:
+        return None
+    found = sorted(p for p in (Path(storage) / name).glob("checkpoint_*") if p.is_dir())
+    return str(found[-1]) if found else None
+
+
 def connect_tracked(uri: str, address: str | None = None) -> None:
     """Connect to Ray with the state dir and tracking URI in every worker's environment; raise
     :class:`JobFailed` when several nodes would each write their own local MLflow store."""
-    connect(address, {STATE_ENV: str(state_dir()), "MLFLOW_TRACKING_URI": uri})
+    env = {STATE_ENV: str(state_dir()), "MLFLOW_TRACKING_URI": uri, **credential_env()}
+    connect(address, env)
     if alive_node_count() > 1 and is_local_store(uri):
         raise JobFailed(
             f"this Ray cluster has {alive_node_count()} nodes but MLflow tracking points to a "

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sparse_rcnn.models.config import PRESETS, ModelConfig
+from sparse_rcnn.platform.names import NAME_RULE, check_name
 
 PIPELINES = ("single_scale", "multiscale", "crop_multiscale")
 
@@ -168,13 +169,25 @@ class MlflowSpec(_Section):
     tracking_uri: str | None = Field(
         None, description="MLflow server URI; null: the embedded SQLite store in the state dir"
     )
-    experiment: str = "sparse-rcnn"
-    run_name: str | None = None
+    experiment: str = Field(
+        "sparse-rcnn", description=f"MLflow experiment; becomes a folder name, so {NAME_RULE}"
+    )
+    run_name: str | None = Field(None, description=f"MLflow run name (default: name); {NAME_RULE}")
     log_interval: int = Field(20, ge=1, description="iterations between loss/lr/speed logs")
+
+    @field_validator("experiment")
+    @classmethod
+    def _experiment(cls, v: str) -> str:
+        return check_name("experiment name", v)
+
+    @field_validator("run_name")
+    @classmethod
+    def _run_name(cls, v: str | None) -> str | None:
+        return v if v is None else check_name("run name", v)
 
 
 class JobSpec(_Section):
-    name: str = Field("sparse-rcnn", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field("sparse-rcnn", description=f"the job's name (runs, submissions); {NAME_RULE}")
     model: ModelSpec = Field(default_factory=ModelSpec)
     dataset: DatasetSpec
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
@@ -196,6 +209,11 @@ class JobSpec(_Section):
         None, description="checkpoints and Ray run state: local dir or object-store URI"
     )
     mlflow: MlflowSpec = Field(default_factory=MlflowSpec)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_name("job name", v)
 
     @property
     def total_batch_size(self) -> int:

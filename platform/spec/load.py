@@ -9,12 +9,13 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from sparse_rcnn.platform.errors import PlatformError
 from sparse_rcnn.platform.spec.job import JobSpec
 
 T = TypeVar("T", bound=BaseModel)
 
 
-class SpecError(ValueError):
+class SpecError(PlatformError, ValueError):
     """A spec file or override is invalid; the message names the file and the field path."""
 
 

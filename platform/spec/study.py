@@ -41,6 +41,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from sparse_rcnn.platform.names import NAME_RULE, check_name
 from sparse_rcnn.platform.spec.job import JobSpec, SeedSpec
 from sparse_rcnn.platform.spec.load import (
     SpecError,
@@ -63,7 +64,7 @@ RESERVED_PREFIXES = ("seeds", "name", "mlflow.run_name")
 class StudySpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(..., description=f"the study's name, start of its study id; {NAME_RULE}")
     job: str = Field(..., description="base job spec, relative to the study file")
     set: dict[str, Any] = Field(
         default_factory=dict, description="dotted-path overrides applied to every trial"
@@ -94,6 +95,11 @@ class StudySpec(BaseModel):
         0, ge=0, description="Tune retries of a trial whose driver died (not training failures)"
     )
     bootstrap_replicates: int = Field(1000, ge=0, description="image bootstrap; 0: skip")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_name("study name", v)
 
     @field_validator("seeds")
     @classmethod

@@ -1,16 +1,21 @@
-"""Statistics for seed-variance studies: pure functions over per-seed metric values (issue 5).
+"""Statistics for seed-variance studies: pure functions and typed results over per-run values.
 
 Modules:
 
-- ``summary``: one setting over seeds (``summarize``): mean, t-interval, chi-square CI for
-  sigma, BCa bootstrap interval, IQM; NaN values (failed trials) are excluded with a warning.
-- ``compare``: two settings (``compare``): Welch difference of means, exact Mann-Whitney p,
-  P(A > B) with a bootstrap CI, Hedges' g; ``holm`` and ``compare_to_baseline`` for several.
-- ``power``: seeds per arm for a two-sided two-sample t test via the non-central t
-  (``seeds_per_arm``, ``power_two_sample``, ``minimum_detectable_effect``).
-- ``components``: one-source-at-a-time variance components (``decompose``) and test-set
-  bootstrap noise beside seed noise (``noise_ratio``).
+- ``table``: a results table (``Run`` rows; ``read_table`` for CSV/Parquet with one-line errors).
+- ``summary``: one setting over seeds: mean, t interval (studentized bootstrap from n = 20),
+  chi-square CI for sigma, IQM; NaN values (failed runs) excluded with a warning.
+- ``compare``: the tests and intervals: Welch, paired t, tie-exact Mann-Whitney, Wilcoxon
+  signed-rank and sign-flip permutation p, P(A > B) with Newcombe's interval, TOST, Hedges' g,
+  Holm.
+- ``power``: seeds per setting for two-sample and paired t tests via the non-central t.
+- ``components``: decompose designs: components net of nondeterminism with MLS intervals; the
+  validation-set share of seed variance from paired image bootstraps.
+- ``comparison`` / ``planning``: one setting against the baseline (primary test, verdict,
+  simultaneous interval, new-images interval), and planning from sigma.
+- ``analysis``: ``analyze(runs)`` -> ``results.Analysis`` (the one code path of ``sparse-rcnn
+  analyze`` and the study report); ``render``: its JSON, conclusions and Markdown.
 
-Everything takes plain sequences of floats and returns frozen dataclasses or numbers; nothing
-reads files, tracking data or configuration. Nothing is re-exported here.
+Nothing here reads tracking data or configuration; every statistic is checked by simulation in
+``tests/platform/stats/test_calibration.py``.
 """

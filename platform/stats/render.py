@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from sparse_rcnn.platform.stats.analysis import Analysis, ComparisonResult
+from sparse_rcnn.platform.stats.results import Analysis, ComparisonResult
 from sparse_rcnn.platform.stats.summary import Interval
 
 

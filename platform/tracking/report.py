@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 
+from sparse_rcnn.platform.redact import redact_uri
 from sparse_rcnn.platform.tracking.store import embedded_uri
 
 
@@ -16,11 +17,11 @@ def metrics_table(metrics: dict[str, float]) -> str:
 def ui_command(uri: str) -> str:
     if uri == embedded_uri():
         return "sparse-rcnn ui"
-    return f"open {shlex.quote(uri)} in a browser"
+    return f"open {shlex.quote(redact_uri(uri))} in a browser"
 
 
 def print_outcome(outcome) -> None:
-    print(f"MLflow run {outcome.run_id} FINISHED ({outcome.tracking_uri})")
+    print(f"MLflow run {outcome.run_id} FINISHED ({redact_uri(outcome.tracking_uri)})")
     if outcome.metrics:
         print("validation box metrics (%):")
         print(metrics_table(outcome.metrics))

@@ -18,6 +18,7 @@ from typing import Any
 from mlflow.entities import Metric, Param, RunStatus
 from mlflow.tracking import MlflowClient
 
+from sparse_rcnn.platform.redact import redact
 from sparse_rcnn.platform.tracking import names
 from sparse_rcnn.platform.tracking.store import embedded_artifact_root, embedded_uri
 
@@ -76,18 +77,20 @@ def create_run(
     parent_run_id: str | None = None,
 ) -> str:
     """Create a RUNNING run with ``params`` (values stringified, long ones truncated) and tags;
-    returns its id."""
+    returns its id. Credentials in URIs are masked in params, tags and the spec artifact."""
     c = client(uri)
     all_tags = {names.TAG_GIT_COMMIT: git_commit(), names.TAG_HARDWARE: hardware(), **(tags or {})}
+    all_tags = {k: redact(v) for k, v in all_tags.items()}
     if parent_run_id:
         all_tags["mlflow.parentRunId"] = parent_run_id
     run = c.create_run(ensure_experiment(uri, experiment), run_name=run_name, tags=all_tags)
     run_id = run.info.run_id
     c.log_batch(
-        run_id, params=[Param(k, str(v)[:_PARAM_VALUE_MAX]) for k, v in sorted(params.items())]
+        run_id,
+        params=[Param(k, redact(str(v))[:_PARAM_VALUE_MAX]) for k, v in sorted(params.items())],
     )
     if spec_yaml is not None:
-        c.log_text(run_id, spec_yaml, names.ARTIFACT_SPEC)
+        c.log_text(run_id, redact(spec_yaml), names.ARTIFACT_SPEC)
     return run_id
 
 
@@ -96,6 +99,7 @@ def finish_run(uri: str, run_id: str, status: str, error: str | None = None) -> 
     ``error.txt`` artifact."""
     c = client(uri)
     if error:
+        error = redact(error)
         c.set_tag(run_id, names.TAG_ERROR, error[:5000])
         c.log_text(run_id, error, "error.txt")
     c.set_terminated(run_id, status=RunStatus.to_string(getattr(RunStatus, status)))

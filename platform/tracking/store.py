@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from sparse_rcnn.platform.redact import PASSWORD_ENV, USERNAME_ENV, split_credentials
 from sparse_rcnn.platform.state_dir import state_dir
 
 
@@ -23,8 +24,22 @@ def embedded_artifact_root() -> Path:
 
 
 def resolve_tracking_uri(configured: str | None) -> str:
-    """The spec's URI, else ``$MLFLOW_TRACKING_URI``, else the embedded store."""
-    return configured or os.environ.get("MLFLOW_TRACKING_URI") or embedded_uri()
+    """The spec's URI, else ``$MLFLOW_TRACKING_URI``, else the embedded store.
+
+    Credentials in an http(s) URI (``https://user:password@host``) are moved into
+    ``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD`` of this process, which the MLflow
+    client reads and ``connect_tracked`` hands to every Ray worker; the URI that comes back, and
+    that is logged, printed and passed around, has none."""
+    uri = configured or os.environ.get("MLFLOW_TRACKING_URI") or embedded_uri()
+    if uri.startswith(("http://", "https://")):
+        uri, credentials = split_credentials(uri)
+        os.environ.update(credentials)
+    return uri
+
+
+def credential_env() -> dict[str, str]:
+    """The MLflow client's credential variables set in this process (for the Ray workers)."""
+    return {k: os.environ[k] for k in (USERNAME_ENV, PASSWORD_ENV) if os.environ.get(k)}
 
 
 def is_local_store(uri: str) -> bool:

@@ -11,6 +11,7 @@ from typing import Any
 from mlflow.entities import RunStatus
 
 from sparse_rcnn.platform.tracking import names
+from sparse_rcnn.platform.tracking.filters import all_of, tag_equals
 from sparse_rcnn.platform.tracking.runs import client, create_run, ensure_experiment
 
 
@@ -42,9 +43,8 @@ def find_trial_run(
     c = client(uri)
     runs = c.search_runs(
         [ensure_experiment(uri, experiment)],
-        filter_string=(
-            f"tags.`{names.TAG_STUDY_ID}` = '{study_id}' and "
-            f"tags.`{names.TAG_STUDY_TRIAL}` = '{trial_key}'"
+        filter_string=all_of(
+            tag_equals(names.TAG_STUDY_ID, study_id), tag_equals(names.TAG_STUDY_TRIAL, trial_key)
         ),
         max_results=10,
     )
@@ -60,9 +60,8 @@ def trial_runs(uri: str, experiment: str, study_id: str) -> list[Any]:
     """Every child run of the study (``mlflow.entities.Run``), any status."""
     return client(uri).search_runs(
         [ensure_experiment(uri, experiment)],
-        filter_string=(
-            f"tags.`{names.TAG_STUDY_ID}` = '{study_id}' and "
-            f"tags.`{names.TAG_STUDY_ROLE}` = 'trial'"
+        filter_string=all_of(
+            tag_equals(names.TAG_STUDY_ID, study_id), tag_equals(names.TAG_STUDY_ROLE, "trial")
         ),
         max_results=10000,
     )

@@ -10,13 +10,12 @@ import re
 from sparse_rcnn.dashboards import report_html
 
 
-def test_report_html_is_self_contained_with_every_figure_and_table(report, rows, tmp_path):
+def test_report_html_is_self_contained_with_every_figure_and_table(report, rows):
     report = {**report, "study_id": "tiny-lr-test"}
-    page, pngs = report_html.write_study_dashboard(report, rows, tmp_path, "Seed study x")
-    text = page.read_text()
-    assert page.name == "report.html"
-    assert [p.name for p in pngs] == [f"{s}.png" for s, _ in report_html.FIGURES]
-    assert all(p.read_bytes()[:4] == b"\x89PNG" for p in pngs)
+    dash = report_html.study_dashboard(report, rows, "Seed study x")
+    text = dash.html
+    assert list(dash.pngs) == [s for s, _ in report_html.FIGURES]
+    assert all(p[:4] == b"\x89PNG" for p in dash.pngs.values())
     ids = re.findall(r'<figure id="(\w+)"><img src="data:image/png;base64,([^"]+)"', text)
     assert [i for i, _ in ids] == [s for s, _ in report_html.FIGURES]
     for _, b64 in ids:

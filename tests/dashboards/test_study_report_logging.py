@@ -35,3 +35,11 @@ def test_report_cli_writes_html_and_logs_it_with_the_note(finished_study, tmp_pa
     report = json.loads((study_folder(record.study_id) / "report.json").read_text())
     for line in report["conclusions"]:
         assert line.strip() in note
+
+
+def test_report_html_into_a_directory_fails_before_any_work(finished_study, tmp_path, capsys):
+    record = finished_study(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert main(["report", record.study_id, "--html", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"--html {tmp_path} is a directory; give a file name" in err
+    assert not (study_folder(record.study_id) / "report.json").exists()

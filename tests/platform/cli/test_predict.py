@@ -92,3 +92,141 @@ def test_predict_bad_inputs_name_the_problem(setup, capsys):
     assert main(["predict", "--checkpoint", str(ckpt), "--images", str(tmp / "nope"), "--out",
                  str(tmp / "d.json")]) == 2  # fmt: skip
     assert "nope" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def corrupt_folder(setup):
+    """The val images and one corrupt ``.jpg`` among them."""
+    tmp, _, _, images, _ = setup
+    folder = tmp / "with_corrupt"
+    folder.mkdir()
+    for p in sorted(images.iterdir()):
+        (folder / p.name).write_bytes(p.read_bytes())
+    (folder / "000004.jpg").write_bytes(b"not a jpeg")
+    return folder
+
+
+def test_a_corrupt_image_stops_with_its_name(setup, corrupt_folder, tmp_path, cli_error):
+    _, ckpt, _, _, _ = setup
+    out = tmp_path / "d.json"
+    msg = cli_error("predict", "--checkpoint", ckpt, "--images", corrupt_folder, "--out", out,
+                    "--no-progress")  # fmt: skip
+    assert msg == f"cannot decode image {corrupt_folder / '000004.jpg'}: Unsupported image file"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_skip_bad_images_lists_and_counts_them(setup, corrupt_folder, tmp_path, capsys):
+    _, ckpt, _, _, _ = setup
+    out = tmp_path / "d.json"
+    assert main(["predict", "--checkpoint", str(ckpt), "--images", str(corrupt_folder), "--out",
+                 str(out), "--no-progress", "--skip-bad-images"]) == 0  # fmt: skip
+    captured = capsys.readouterr()
+    bad = corrupt_folder / "000004.jpg"
+    assert captured.err.splitlines() == [
+        f"skipped: cannot decode image {bad}: Unsupported image file"
+    ]
+    n = 2 * CFG.num_proposals  # the two readable val images
+    assert captured.out.splitlines()[-1] == (
+        f"wrote {n} detections for 2 images to {out} (1 unreadable images skipped)"
+    )
+    assert {r["image_id"] for r in json.loads(out.read_text())} == {3, 5}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.json"]
+
+
+def test_skip_bad_images_with_nothing_readable_writes_nothing(setup, tmp_path, capsys):
+    _, ckpt, _, _, _ = setup
+    (tmp_path / "1.jpg").write_bytes(b"")
+    out = tmp_path / "d.json"
+    assert main(["predict", "--checkpoint", str(ckpt), "--images", str(tmp_path / "1.jpg"),
+                 "--out", str(out), "--no-progress", "--skip-bad-images"]) == 2  # fmt: skip
+    assert capsys.readouterr().err.splitlines() == [
+        f"skipped: image file {tmp_path / '1.jpg'} is empty",
+        "sparse-rcnn predict: error: none of the 1 images could be read; nothing written",
+    ]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [
+        ("nodir/d.json", "--out {tmp}/nodir/d.json: folder {tmp}/nodir does not exist"),
+        ("adir.json", "--out {tmp}/adir.json is a directory; give a file name"),
+        ("afile/d.json", "--out {tmp}/afile/d.json: {tmp}/afile is a file, not a folder"),
+    ],
+)
+def test_the_output_location_is_checked_before_the_model_loads(
+    setup, tmp_path, cli_error, out, message
+):
+    _, _, _, images, _ = setup
+    (tmp_path / "adir.json").mkdir()
+    (tmp_path / "afile").write_text("x")
+    # The checkpoint does not exist: the --out error proves the check comes first.
+    msg = cli_error("predict", "--checkpoint", tmp_path / "missing.pt", "--images", images,
+                    "--out", tmp_path / out)  # fmt: skip
+    assert msg == message.format(tmp=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adir.json", "afile"]
+
+
+def test_cuda_without_a_gpu_is_one_line(setup, tmp_path, cli_error, monkeypatch):
+    _, ckpt, _, images, _ = setup
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a machine without a GPU
+    msg = cli_error("predict", "--checkpoint", ckpt, "--images", images, "--out",
+                    tmp_path / "d.json", "--device", "cuda")  # fmt: skip
+    assert msg == "--device cuda: no CUDA GPU is available here; use --device cpu"
+
+
+def test_an_unknown_device_is_one_line(setup, tmp_path, cli_error):
+    _, ckpt, _, images, _ = setup
+    for device in ("banana", "meta"):
+        msg = cli_error("predict", "--checkpoint", ckpt, "--images", images, "--out",
+                        tmp_path / "d.json", "--device", device)  # fmt: skip
+        assert msg == f"--device '{device}' is not supported; use cpu, cuda, cuda:N or mps"
+
+
+def test_a_bad_annotation_file_is_named(setup, tmp_path, cli_error):
+    _, ckpt, _, images, _ = setup
+    ann = tmp_path / "ann.json"
+    ann.write_text("[1, 2]")
+    msg = cli_error("predict", "--checkpoint", ckpt, "--images", images, "--ann", ann, "--out",
+                    tmp_path / "d.json")  # fmt: skip
+    assert msg == (
+        f"annotation file {ann} is not COCO-shaped: it needs 'images' with 'id' and "
+        "'file_name', and 'categories' with distinct 'id' and 'name'"
+    )
+
+
+def test_a_folder_without_images_and_a_non_image_file(setup, tmp_path, cli_error):
+    _, ckpt, _, _, _ = setup
+    (tmp_path / "empty").mkdir()
+    msg = cli_error("predict", "--checkpoint", ckpt, "--images", tmp_path / "empty", "--out",
+                    tmp_path / "d.json")  # fmt: skip
+    assert msg == f"no images (.jpg, .jpeg, .png, .bmp, .webp) found in {tmp_path / 'empty'}"
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello")
+    msg = cli_error("predict", "--checkpoint", ckpt, "--images", notes, "--out",
+                    tmp_path / "d.json", "--no-progress")  # fmt: skip
+    assert msg == f"cannot decode image {notes}: Unsupported image file"
+    assert not (tmp_path / "d.json").exists()
+
+
+def test_a_text_file_as_checkpoint(setup, tmp_path, cli_error):
+    _, _, _, images, _ = setup
+    ckpt = tmp_path / "model.pth"
+    ckpt.write_text("hello\n")
+    msg = cli_error("predict", "--checkpoint", ckpt, "--images", images, "--out",
+                    tmp_path / "d.json")  # fmt: skip
+    assert msg == f"{ckpt}: not a PyTorch checkpoint (torch.save file)"
+
+
+def test_annotation_categories_that_fit_no_model_classes(setup, tmp_path, cli_error):
+    _, ckpt, ann, images, _ = setup
+    data = json.loads(ann.read_text())
+    data["categories"] = [{"id": 500, "name": "x"}]
+    other = tmp_path / "ann.json"
+    other.write_text(json.dumps(data))
+    msg = cli_error("predict", "--checkpoint", ckpt, "--images", images, "--ann", other, "--out",
+                    tmp_path / "d.json")  # fmt: skip
+    assert msg == (
+        f"--ann {other}: its 1 categories are neither the model's 80 classes nor a subset of "
+        "COCO's category ids"
+    )

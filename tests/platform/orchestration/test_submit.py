@@ -274,3 +274,41 @@ def test_a_submitted_job_needs_a_tracking_server_the_cluster_can_reach(
     loopback = ["--tracking-uri", "http://127.0.0.1:5000"]
     assert main(["submit", str(spec_file), *address, *loopback]) == 2
     assert "this machine's loopback" in capsys.readouterr().err
+
+
+def test_secrets_stay_out_of_metadata_params_files_and_output(
+    ray_head, mlflow_server, spec_file, capsys
+):
+    password, env_secret = f"pw-{secrets.token_hex(8)}", f"hf-{secrets.token_hex(8)}"
+    clean = mlflow_server  # http://127.0.0.1:PORT; the server ignores the basic-auth header
+    with_credentials = clean.replace("http://", f"http://alice:{password}@")
+    argv = ["submit", str(spec_file), "--address", ray_head.address,
+            "--tracking-uri", with_credentials, "--env", f"HF_TOKEN={env_secret}",
+            "--set", "mlflow.experiment=submit-secrets"]  # fmt: skip
+    rc = main(argv)
+    captured = capsys.readouterr()
+    printed = captured.out + captured.err
+    assert rc == 0, printed[-3000:]
+    hidden = (password, env_secret, ray_head.token)
+    assert not [s for s in hidden if s in printed]
+    assert f"(MLflow: {clean})" in printed
+
+    dash = open_dashboard(ray_head.address)
+    sid = _submission_id(captured.out)
+    info = job_info(dash, sid)
+    assert info.metadata["tracking_uri"] == clean
+    assert not [s for s in hidden if s in repr(info.metadata) + info.entrypoint]
+    env = info.runtime_env["env_vars"]  # the one way secrets reach the job
+    assert env["MLFLOW_TRACKING_URI"] == clean
+    assert env["MLFLOW_TRACKING_USERNAME"] == "alice"
+    assert env["MLFLOW_TRACKING_PASSWORD"] == password and env["HF_TOKEN"] == env_secret
+    assert not [s for s in hidden if s in job_logs(dash, sid)]
+
+    c = MlflowClient(mlflow_server)
+    (run,) = c.search_runs([c.get_experiment_by_name("submit-secrets").experiment_id])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["mlflow.tracking_uri"] == clean  # the shipped spec.yaml's value
+    logged = repr(run.data.params) + repr(run.data.tags)
+    with tempfile.TemporaryDirectory() as tmp:
+        logged += Path(c.download_artifacts(run.info.run_id, "job_spec.yaml", tmp)).read_text()
+    assert not [s for s in hidden if s in logged]

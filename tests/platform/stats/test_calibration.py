@@ -16,7 +16,8 @@ import pytest
 from scipy import stats
 
 from sparse_rcnn.platform.stats import compare as cmp
-from sparse_rcnn.platform.stats.analysis import analyze, correlation_interval
+from sparse_rcnn.platform.stats.analysis import analyze
+from sparse_rcnn.platform.stats.comparison import correlation_interval
 from sparse_rcnn.platform.stats.components import decompose
 from sparse_rcnn.platform.stats.power import seeds_per_arm
 from sparse_rcnn.platform.stats.summary import sigma_interval, summarize, t_interval
