@@ -81,3 +81,41 @@ def test_parent_run_shows_conclusions_and_a_report_with_every_figure(
     assert page.locator("figure#forest img").count() == 1
     page.screenshot(path=str(shots / "report.png"), full_page=True)
     print(f"screenshots: {shots}")
+
+
+def test_a_child_runs_detection_grid_opens_and_steps_through_epochs(mlflow_server, tmp_path, page):
+    import numpy as np
+
+    from sparse_rcnn.dashboards import run_plots
+    from sparse_rcnn.dashboards.figures import figure_array
+    from sparse_rcnn.platform.tracking.runs import RunLogger, create_run
+
+    parent = create_run(mlflow_server, "dashboards-grid", "study", {})
+    child = create_run(mlflow_server, "dashboards-grid", "lr=0.002 seed=1", {},
+                       parent_run_id=parent)  # fmt: skip
+    log = RunLogger(mlflow_server, child)
+    image = np.full((96, 128, 3), 90, np.uint8)
+    gt = run_plots.ImageBoxes(image, np.array([[10, 10, 60, 70.0]]), np.array([1]))
+    for epoch in (1, 2):  # as the engine logs it: one grid per evaluation, step = epoch
+        pred = run_plots.ImageBoxes(image, np.array([[12, 9, 58, 72.0]]), np.array([1]),
+                                    np.array([0.4 + 0.2 * epoch]))  # fmt: skip
+        grid = run_plots.detection_grid([pred], [gt], {1: "person"}, title=f"epoch {epoch}")
+        log.log_image(figure_array(grid), names.IMAGE_DETECTIONS, epoch)
+    exp = MlflowClient(mlflow_server).get_run(child).info.experiment_id
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+
+    page.goto(f"{mlflow_server}/#/experiments/{exp}/runs/{child}/model-metrics")
+    page.get_by_text(names.IMAGE_DETECTIONS).first.wait_for(timeout=60_000)
+    slider = page.locator("[role=slider]").first
+    assert slider.get_attribute("aria-valuemax") == "2"
+    slider.focus()
+    for epoch in (1, 2):  # the UI opens at step 0, before the first evaluation
+        slider.press("ArrowRight")
+        grid = page.locator(f"img[src*='val~detections%2Bstep%2B{epoch}%2B']")
+        grid.wait_for(timeout=30_000)
+        page.wait_for_function(
+            "img => img.complete && img.naturalWidth > 0", arg=grid.element_handle()
+        )
+        page.screenshot(path=str(shots / f"child_grid_epoch{epoch}.png"))
+    print(f"screenshots: {shots}")
