@@ -32,14 +32,17 @@ FIGURES = (
 
 
 def study_figures(
-    report: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]
+    report: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], scale: float = 100.0
 ) -> dict[str, Figure]:
-    """The six study figures by stem (see ``FIGURES``)."""
+    """The six study figures by stem (see ``FIGURES``); ``scale`` takes the rows' histories
+    to the report's units (COCO fraction -> AP points)."""
     metric = report.get("metric") or "AP"
     return {
         "forest": comparison_plots.forest(report),
         "seeds": seed_plots.seed_strip(report),
-        "epochs": seed_plots.epoch_curves(rows, metric, confidence=report["confidence"]),
+        "epochs": seed_plots.epoch_curves(
+            rows, metric, scale=scale, confidence=report["confidence"]
+        ),
         "trials": seed_plots.trial_intervals(report),
         "components": comparison_plots.components(report),
         "power": comparison_plots.power_curve(report),
@@ -183,9 +186,9 @@ class StudyDashboard:
 
 
 def study_dashboard(
-    report: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], title: str
+    report: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], title: str, scale: float = 100.0
 ) -> StudyDashboard:
     """Render the six figures and the page once (see ``study_figures`` / ``render_html``)."""
-    figures = study_figures(report, rows)
+    figures = study_figures(report, rows, scale)
     pngs = {stem: png_bytes(figures[stem]) for stem, _ in FIGURES}
     return StudyDashboard(render_html(report, figures, title), pngs)

@@ -211,7 +211,8 @@ def write_report(
     atomic_write(js, lambda f: f.write(text.encode()))
     markdown = to_markdown(analysis, title=f"Seed study {study_id}")
     atomic_write(md, lambda f: f.write(markdown.encode()))
-    page, pngs = _write_dashboard(folder, study_dashboard(report, rows, f"Seed study {study_id}"))
+    dash = study_dashboard(report, rows, f"Seed study {study_id}", scale=POINTS)
+    page, pngs = _write_dashboard(folder, dash)
     if log:
         logger = RunLogger(record.tracking_uri, record.parent_run_id)
         for path in (md, js, page):
