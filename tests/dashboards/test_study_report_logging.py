@@ -13,7 +13,10 @@ from sparse_rcnn.platform.orchestration.study import study_folder
 from sparse_rcnn.platform.tracking import names
 
 
-def test_report_cli_writes_html_and_logs_it_with_the_note(finished_study, tmp_path, capsys):
+def test_report_cli_writes_html_and_logs_it_with_the_note(
+    finished_study, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # a SQLite store's artifacts go to ./mlruns
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     record = finished_study(uri)
     out = tmp_path / "out" / "study.html"
@@ -37,7 +40,10 @@ def test_report_cli_writes_html_and_logs_it_with_the_note(finished_study, tmp_pa
         assert line.strip() in note
 
 
-def test_report_html_into_a_directory_fails_before_any_work(finished_study, tmp_path, capsys):
+def test_report_html_into_a_directory_fails_before_any_work(
+    finished_study, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # a SQLite store's artifacts go to ./mlruns
     record = finished_study(f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert main(["report", record.study_id, "--html", str(tmp_path)]) == 2
     err = capsys.readouterr().err

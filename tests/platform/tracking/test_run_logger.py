@@ -9,7 +9,8 @@ from sparse_rcnn.platform.tracking import names
 from sparse_rcnn.platform.tracking.runs import RunLogger, create_run
 
 
-def test_images_by_step_png_artifacts_and_the_note(tmp_path):
+def test_images_by_step_png_artifacts_and_the_note(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a SQLite store's artifacts go to ./mlruns
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     run_id = create_run(uri, "pictures", "r", {"a": 1})
     log = RunLogger(uri, run_id)
