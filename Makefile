@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test demo demo-train lint install clean
+.PHONY: test demo demo-train lint install browser clean
 
 install: $(STAMP)
 
@@ -12,7 +12,16 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	$(MAKE) browser
 	touch $(STAMP)
+
+# Debian's chromium for the `browser` tests (Playwright drives it through executable_path;
+# Playwright's own browser download is not used). Installed only where missing, and only as root.
+browser:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else echo "chromium missing: run 'apt-get install -y chromium' as root (browser tests need it)"; fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -29,6 +29,11 @@ def xyxy_to_xywh(boxes: Tensor) -> Tensor:
     return box_convert(boxes, "xyxy", "xywh")
 
 
+def xywh_to_xyxy(boxes: Tensor) -> Tensor:
+    """``(..., 4)`` COCO (x, y, w, h) -> (x1, y1, x2, y2), no +1."""
+    return box_convert(boxes, "xywh", "xyxy")
+
+
 def decode_deltas(
     deltas: Tensor,
     boxes: Tensor,

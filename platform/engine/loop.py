@@ -27,6 +27,7 @@ from sparse_rcnn.platform.data.loader import build_train_loader
 from sparse_rcnn.platform.data.prepare import DatasetPaths
 from sparse_rcnn.platform.engine import faults
 from sparse_rcnn.platform.engine.distributed import DistContext
+from sparse_rcnn.platform.engine.eval_pictures import log_evaluation_pictures
 from sparse_rcnn.platform.engine.evaluate import evaluate_dataset
 from sparse_rcnn.platform.engine.schedule import lr_factor
 from sparse_rcnn.platform.engine.train_step import train_step
@@ -228,6 +229,7 @@ def run_training(
                 result_eval, dets = out
                 metrics = dict(result_eval.stats)
                 logger.log_epoch(epoch + 1, metrics)
+                log_evaluation_pictures(logger, val_ds, result_eval, dets, epoch + 1, last)
                 if last:
                     logger.log_detections(dets, epoch + 1)
             refused, metrics = dist.broadcast((refused, metrics))

@@ -107,6 +107,7 @@ class CocoAccumulator:
         self.max_dets = check_max_dets(max_dets)
         m0, m1, m2 = self.max_dets
         self._m = matches
+        self.matches = matches  # read-only use: precision-recall curves (pr_curves.py)
         self.num_categories = len(matches.category_ids)
         self.num_images = n_img = matches.num_gt.shape[1]
         self.num_dropped = matches.dropped

@@ -8,6 +8,9 @@ evaluated with the image bootstrap on image draws SHARED by every trial (one see
 truth), so the analysis can pair them: the paired image-bootstrap variance of the seed-averaged
 difference between settings, and the share of each setting's seed variance specific to this
 validation set.
+
+The same JSON also becomes ``report.html`` and ``figures/*.png`` (``dashboards.report_html``);
+the parent run gets them as artifacts and the conclusions as its description (Overview page).
 """
 
 from __future__ import annotations
@@ -20,6 +23,11 @@ from typing import Any
 
 import numpy as np
 
+from sparse_rcnn.dashboards.report_html import (
+    StudyDashboard,
+    conclusions_markdown,
+    study_dashboard,
+)
 from sparse_rcnn.platform.evaluation.bootstrap import bootstrap_weights
 from sparse_rcnn.platform.evaluation.coco_eval import metric_names, prepare
 from sparse_rcnn.platform.evaluation.detections import load_detections
@@ -36,11 +44,13 @@ from sparse_rcnn.platform.spec.job import JobSpec
 from sparse_rcnn.platform.stats.analysis import Analysis, analyze
 from sparse_rcnn.platform.stats.render import to_markdown
 from sparse_rcnn.platform.stats.table import Run
+from sparse_rcnn.platform.tracking import names
 from sparse_rcnn.platform.tracking.runs import RunLogger
 from sparse_rcnn.platform.tracking.studies import download_detections
 
 REPORT_MD = "report.md"
 REPORT_JSON = "report.json"
+REPORT_HTML = names.ARTIFACT_REPORT_HTML
 POINTS = 100.0  # COCO fractions -> AP points
 BOOTSTRAP_SEED = 0  # one seed for every trial: the replicates share their image draws
 
@@ -162,7 +172,8 @@ def report_json(analysis: Analysis, rows: list[dict[str, Any]], study_id: str) -
 def write_report(
     study_id: str, replicates: int | None = None, log: bool = True
 ) -> tuple[dict[str, Any], Path]:
-    """Compute the report of a finished study; returns ``(report, report.md path)``."""
+    """Compute the report of a finished study; returns ``(report, report.md path)``.
+    ``report.html`` and ``figures/`` are written next to report.md."""
     folder = study_folder(study_id)
     record = StudyRecord.load(folder)
     results = folder / RESULTS_FILE
@@ -200,12 +211,34 @@ def write_report(
     atomic_write(js, lambda f: f.write(text.encode()))
     markdown = to_markdown(analysis, title=f"Seed study {study_id}")
     atomic_write(md, lambda f: f.write(markdown.encode()))
+    dash = study_dashboard(report, rows, f"Seed study {study_id}", scale=POINTS)
+    page, pngs = _write_dashboard(folder, dash)
     if log:
         logger = RunLogger(record.tracking_uri, record.parent_run_id)
-        for path in (md, js):
+        for path in (md, js, page):
             logger.log_artifact(path)
+        for path in pngs:
+            logger.log_artifact(path, names.ARTIFACT_REPORT_FIGURES_DIR)
+        logger.set_note(conclusions_markdown(report))
         _log_summary_metrics(record, report)
     return report, md
+
+
+def _write_dashboard(folder: Path, dash: StudyDashboard) -> tuple[Path, list[Path]]:
+    """``report.html`` and ``figures/STEM.png`` in the study folder, each replaced atomically;
+    a ``figures`` link is replaced by a folder, never written through."""
+    page = folder / REPORT_HTML
+    atomic_write(page, lambda f: f.write(dash.html.encode()))
+    figures = folder / names.ARTIFACT_REPORT_FIGURES_DIR
+    if figures.is_symlink():
+        figures.unlink()
+    figures.mkdir(exist_ok=True)
+    pngs = []
+    for stem, data in dash.pngs.items():
+        path = figures / f"{stem}.png"
+        atomic_write(path, lambda f, data=data: f.write(data))
+        pngs.append(path)
+    return page, pngs
 
 
 def _log_summary_metrics(record: StudyRecord, report: dict[str, Any]) -> None:

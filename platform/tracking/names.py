@@ -12,6 +12,7 @@ TAG_RAY_JOB_ID = "ray_job_id"
 TAG_HARDWARE = "hardware"
 TAG_SEED_PREFIX = "seed."
 TAG_ERROR = "error"
+TAG_NOTE = "mlflow.note.content"  # the run description the UI shows on the Overview page
 
 ARTIFACT_SPEC = "job_spec.yaml"
 ARTIFACT_CHECKPOINT_DIR = "checkpoint"
@@ -25,3 +26,8 @@ TAG_STUDY_SETTING = "study.setting"  # the setting label, e.g. optimizer.lr=0.00
 TAG_STUDY_SOURCE = "study.source"  # all / init / data_order / augmentation / nondeterminism
 TAG_STUDY_RESULT = "study.result"  # the finished trial's result (JSON), set once at its end
 ARTIFACT_STUDY_RESULTS = "results.parquet"
+ARTIFACT_REPORT_HTML = "report.html"
+ARTIFACT_REPORT_FIGURES_DIR = "figures"
+# Training runs: evaluation pictures logged with log_image (key, step = epoch).
+IMAGE_DETECTIONS = "val/detections"
+ARTIFACT_EVAL_FIGURES_DIR = "evaluation"

@@ -138,3 +138,21 @@ class RunLogger:
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def log_image(self, image: Any, key: str, step: int) -> None:
+        """An (H, W, 3) uint8 image (or PIL image) under ``key`` at ``step`` (the epoch for
+        evaluation pictures), so the UI's image view steps through epochs."""
+        self.client.log_image(self.run_id, image, key=key, step=step)
+
+    def log_png(self, data: bytes, artifact_file: str) -> None:
+        """PNG bytes as the artifact ``artifact_file`` (folders in the name are kept)."""
+        path = Path(artifact_file)
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / path.name
+            local.write_bytes(data)
+            parent = str(path.parent) if str(path.parent) != "." else None
+            self.client.log_artifact(self.run_id, str(local), parent)
+
+    def set_note(self, markdown: str) -> None:
+        """The run's description (shown on its Overview page)."""
+        self.client.set_tag(self.run_id, names.TAG_NOTE, markdown)

@@ -196,12 +196,18 @@ def test_report_replaces_a_planted_report_md_link_instead_of_writing_through_it(
     outside = tmp_path / "bashrc"
     outside.write_text("mine\n")
     (folder / "report.md").symlink_to(outside)
+    (folder / "report.html").symlink_to(outside)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (folder / "figures").symlink_to(elsewhere)
     assert main(["report", "s-1", "--no-log", "--replicates", "0"]) == 0
     assert outside.read_text() == "mine\n"
+    assert list(elsewhere.iterdir()) == []
+    assert not (folder / "figures").is_symlink() and len(list((folder / "figures").iterdir())) == 6
     assert (
         not (folder / "report.md").is_symlink()
         and "## Conclusions" in (folder / "report.md").read_text()
     )
     assert sorted(p.name for p in folder.iterdir()) == [
-        "report.json", "report.md", "results.parquet", "study.json"
+        "figures", "report.html", "report.json", "report.md", "results.parquet", "study.json"
     ]  # fmt: skip

@@ -96,7 +96,10 @@ def test_a_2x3_study_has_a_parent_six_children_results_and_a_report(
 
     report, md = write_report(outcome.study_id)
     assert md.is_file() and (md.parent / "report.json").is_file()
-    assert {"report.md", "report.json"} <= {a.path for a in c.list_artifacts(outcome.parent_run_id)}
+    logged = {a.path for a in c.list_artifacts(outcome.parent_run_id)}
+    assert {"report.md", "report.json", "report.html", "figures"} <= logged
+    note = c.get_run(outcome.parent_run_id).data.tags["mlflow.note.content"]
+    assert all(line.strip() in note for line in report["conclusions"])  # the Overview page
     for i, s in enumerate(report["settings"]):
         values = [100 * r["AP"] for r in rows if r["setting"] == i]
         assert s["mean"] == pytest.approx(np.mean(values))

@@ -64,6 +64,12 @@ def test_restart_after_a_worker_failure_continues_one_run(
     assert [a.path for a in c.list_artifacts(outcome.run_id, "detections")] == [
         "detections/val_detections_epoch3.parquet"
     ]
+    # A detection grid per evaluation (an MLflow image at step = epoch), curves after the last.
+    grids = [a.path for a in c.list_artifacts(outcome.run_id, "images") if a.path.endswith(".png")]
+    assert sorted(int(p.split("+step+")[1].split("+")[0]) for p in grids) == [1, 2, 3]
+    assert sorted(a.path for a in c.list_artifacts(outcome.run_id, "evaluation")) == [
+        "evaluation/ap_per_category.png", "evaluation/pr_curves.png",
+    ]  # fmt: skip
 
 
 def test_a_failed_run_is_marked_failed_with_its_error(

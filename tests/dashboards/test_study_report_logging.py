@@ -1,0 +1,51 @@
+"""``write_report`` (the real one, on a hand-made finished study) writes report.html and the
+figures, logs them to the parent run with the conclusions as its description, and
+``sparse-rcnn report --html PATH`` copies the page to PATH. Embedded SQLite store, no server."""
+
+from __future__ import annotations
+
+import json
+
+from mlflow.tracking import MlflowClient
+
+from sparse_rcnn.platform.cli.main import main
+from sparse_rcnn.platform.orchestration.study import study_folder
+from sparse_rcnn.platform.tracking import names
+
+
+def test_report_cli_writes_html_and_logs_it_with_the_note(
+    finished_study, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # a SQLite store's artifacts go to ./mlruns
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    record = finished_study(uri)
+    out = tmp_path / "out" / "study.html"
+    assert main(["report", record.study_id, "--replicates", "0", "--html", str(out)]) == 0
+    assert f"report.html: {out}" in capsys.readouterr().out
+    page = out.read_text()
+    assert page.count('<img src="data:image/png;base64,') == 6
+    assert '<figure id="forest">' in page
+
+    c = MlflowClient(uri)
+    run = c.get_run(record.parent_run_id)
+    logged = {f.path for f in c.list_artifacts(run.info.run_id)}
+    assert {"report.html", "report.md", "report.json", "figures"} <= logged
+    pngs = sorted(f.path for f in c.list_artifacts(run.info.run_id, "figures"))
+    assert pngs == sorted(
+        f"figures/{s}.png" for s in ("forest", "seeds", "epochs", "trials", "components", "power")
+    )
+    note = run.data.tags[names.TAG_NOTE]
+    report = json.loads((study_folder(record.study_id) / "report.json").read_text())
+    for line in report["conclusions"]:
+        assert line.strip() in note
+
+
+def test_report_html_into_a_directory_fails_before_any_work(
+    finished_study, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # a SQLite store's artifacts go to ./mlruns
+    record = finished_study(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert main(["report", record.study_id, "--html", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"--html {tmp_path} is a directory; give a file name" in err
+    assert not (study_folder(record.study_id) / "report.json").exists()
