@@ -55,20 +55,28 @@ def run(args: argparse.Namespace) -> int:
     # the study closes its runs as KILLED, prints the resume command and exits 130. Resume
     # does not depend on Tune's last save (finished trials are found in MLflow).
     os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
-    from sparse_rcnn.platform.orchestration.cluster import ResourceError
     from sparse_rcnn.platform.orchestration.console import quiet_console
+
+    # The filter stays until the report is printed: Ray's log thread delivers worker lines
+    # (and Train's report lines) for a while after the last trial ends.
+    with quiet_console(args.verbose):
+        return _run(args, study if args.spec else None, specs if args.spec else [])
+
+
+def _run(args: argparse.Namespace, study: Study | None, specs: list[JobSpec]) -> int:
+    from sparse_rcnn.platform.cli.main import UserError
+    from sparse_rcnn.platform.orchestration.cluster import ResourceError
     from sparse_rcnn.platform.orchestration.preflight import check_local_resources
     from sparse_rcnn.platform.orchestration.study import StudyError, resume_study, start_study
     from sparse_rcnn.platform.orchestration.train import JobFailed
 
     try:
-        if args.spec:  # before ray.init: a local Ray takes up to a minute to start
+        if study is not None:  # before ray.init: a local Ray takes up to a minute to start
             check_local_resources([s.scaling for s in specs], args.address)
-        with quiet_console(args.verbose):
-            if args.resume:
-                outcome = resume_study(args.resume, address=args.address)
-            else:
-                outcome = start_study(study, address=args.address)
+        if args.resume:
+            outcome = resume_study(args.resume, address=args.address)
+        else:
+            outcome = start_study(study, address=args.address)
     except (StudyError, ResourceError, JobFailed) as e:
         raise UserError(str(e)) from None
     except KeyboardInterrupt:

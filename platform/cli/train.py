@@ -67,8 +67,9 @@ def run(args: argparse.Namespace) -> int:
     from sparse_rcnn.platform.tracking.report import print_outcome
 
     try:
-        with quiet_console(args.verbose):
+        with quiet_console(args.verbose):  # until the outcome is printed (Ray's log thread)
             outcome = run_job(spec, address=args.address)
+            print_outcome(outcome)
     except (JobFailed, ResourceError) as e:
         raise UserError(str(e)) from None
     except JobInterrupted as e:
@@ -78,5 +79,4 @@ def run(args: argparse.Namespace) -> int:
         print("sparse-rcnn train: interrupted before the run started; nothing was saved",
               file=sys.stderr)  # fmt: skip
         return 130
-    print_outcome(outcome)
     return 0

@@ -37,6 +37,14 @@ RAY_NOISE = (
     re.compile(r"Actor with class name: 'PreemptionWatcher'.*constructor arguments"),
     # Train's PlacementGroupCleaner while Ctrl-C takes the dashboard down with the run.
     re.compile(r"Failed to query Ray Train Controller actor state"),
+    # Tune's start-of-run box and pointers (its new output engine ignores RunConfig(verbose=0));
+    # the study prints its own progress line per event.
+    re.compile(r"^[╭│├╰]"),
+    re.compile(r"^View detailed results here: "),
+    re.compile(r"^To visualize your results with TensorBoard"),
+    # The raylet's warning when trial drivers (0.01 CPU each, by design) and Train workers
+    # together start more worker processes than CPUs.
+    re.compile(r"PYTHON worker processes have been started on node"),
 )
 # Loggers of libraries the driver uses whose INFO lines are not progress (MLflow's
 # "Creating initial MLflow database tables..." on a new embedded store).

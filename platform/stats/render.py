@@ -129,6 +129,13 @@ def _f(x: float | None, digits: int = 2) -> str:
     return "n/a" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
 
 
+def _p(p: float | None) -> str:
+    """``= 0.034`` or ``< 0.001`` (never ``= 0.000``)."""
+    if p is None or not math.isfinite(p):
+        return "= n/a"
+    return "< 0.001" if p < 0.001 else f"= {p:.3f}"
+
+
 def _ci(ci: Interval | None, sep: str = " to ") -> str:
     return "n/a" if ci is None else f"{_f(ci.low)}{sep}{_f(ci.high)}"
 
@@ -146,8 +153,8 @@ def verdict_text(a: Analysis, c: ComparisonResult) -> str:
     what = "paired by replicate" if c.design == "paired" else "Welch"
     head = (
         f"{c.a} vs {c.b}: {sign}{_f(c.diff)}{u} ({lvl} {kind}CI {_ci(c.ci_simultaneous)}, "
-        f"{what} p = {_f(c.p, 3)}"
-        + (f", Holm-adjusted p = {_f(c.p_adjusted, 3)}" if a.m > 1 else "")
+        f"{what} p {_p(c.p)}"
+        + (f", Holm-adjusted p {_p(c.p_adjusted)}" if a.m > 1 else "")
         + ")"
     )
     if c.verdict == "different":
@@ -159,7 +166,7 @@ def verdict_text(a: Analysis, c: ComparisonResult) -> str:
     if c.verdict == "equivalent":
         return (
             f"{head}: equivalent within +/- {a.effect_size:g}{u} (two one-sided tests at alpha "
-            f"{a.alpha / max(a.m, 1):g}, p = {_f(c.p_equivalence, 3)}): this change does not "
+            f"{a.alpha / max(a.m, 1):g}, p {_p(c.p_equivalence)}): this change does not "
             f"move {a.metric or 'the value'} by {a.effect_size:g} or more."
         )
     n = c.n_pairs if c.design == "paired" else min(c.n_a, c.n_b)

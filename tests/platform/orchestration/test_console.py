@@ -48,3 +48,22 @@ def test_epoch_line_shows_ap_only_when_the_epoch_evaluated():
         "epoch 8/24: iteration 96, last loss 1.500, val AP 0.61 AP50 4.33"
     )
     assert epoch_line(9, 24, 108, 1.4, None) == "epoch 9/24: iteration 108, last loss 1.400"
+
+
+def test_tune_banner_and_raylet_worker_warning_are_dropped():
+    # Lines measured in `make demo`'s output on Ray 2.60.
+    lines = [
+        "╭────────────────────────────────────────────────────────╮",
+        "│ Configuration for experiment     tune                  │",
+        "├────────────────────────────────────────────────────────┤",
+        "╰────────────────────────────────────────────────────────╯",
+        "View detailed results here: /work/.sparse_rcnn/studies/x/tune",
+        "To visualize your results with TensorBoard, run: `tensorboard --logdir /tmp/ray/x`",
+        "\x1b[33m(raylet)\x1b[0m WARNING: 8 PYTHON worker processes have been started on node: "
+        "85fd with address: 127.0.0.1, which is 4x the maximum expected startup concurrency (2).",
+        "[tiny-lr-1] 0/8 done, 1 running, 7 pending | 0:00 elapsed | started s0-all-r1",
+    ]
+    target = io.StringIO()
+    f = LineFilter(target)
+    f.write("\n".join(lines) + "\n")
+    assert target.getvalue() == lines[-1] + "\n"
