@@ -55,12 +55,15 @@ def run(args: argparse.Namespace) -> int:
     # the study closes its runs as KILLED, prints the resume command and exits 130. Resume
     # does not depend on Tune's last save (finished trials are found in MLflow).
     os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
-    from sparse_rcnn.platform.orchestration.console import quiet_console
+    from sparse_rcnn.platform.orchestration.console import quiet_console, shut_down_ray
 
     # The filter stays until the report is printed: Ray's log thread delivers worker lines
     # (and Train's report lines) for a while after the last trial ends.
     with quiet_console(args.verbose):
-        return _run(args, study if args.spec else None, specs if args.spec else [])
+        try:
+            return _run(args, study if args.spec else None, specs if args.spec else [])
+        finally:
+            shut_down_ray()
 
 
 def _run(args: argparse.Namespace, study: Study | None, specs: list[JobSpec]) -> int:

@@ -46,6 +46,10 @@ def prepare_console(address: str | None, verbose: bool) -> None:
     prefer_loopback(address)
     if verbose:
         os.environ[VERBOSE_ENV] = "1"
+    else:
+        # MLflow configures its loggers at import (INFO, to the stderr it finds then, past the
+        # console filter): "Creating initial MLflow database tables..." is not progress.
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,14 +66,17 @@ def run(args: argparse.Namespace) -> int:
     prepare_console(args.address, args.verbose)
     from sparse_rcnn.platform.cli.main import UserError
     from sparse_rcnn.platform.orchestration.cluster import ResourceError
-    from sparse_rcnn.platform.orchestration.console import quiet_console
+    from sparse_rcnn.platform.orchestration.console import quiet_console, shut_down_ray
     from sparse_rcnn.platform.orchestration.train import JobFailed, JobInterrupted, run_job
     from sparse_rcnn.platform.tracking.report import print_outcome
 
     try:
         with quiet_console(args.verbose):  # until the outcome is printed (Ray's log thread)
-            outcome = run_job(spec, address=args.address)
-            print_outcome(outcome)
+            try:
+                outcome = run_job(spec, address=args.address)
+                print_outcome(outcome)
+            finally:
+                shut_down_ray()
     except (JobFailed, ResourceError) as e:
         raise UserError(str(e)) from None
     except JobInterrupted as e:

@@ -45,6 +45,9 @@ RAY_NOISE = (
     # The raylet's warning when trial drivers (0.01 CPU each, by design) and Train workers
     # together start more worker processes than CPUs.
     re.compile(r"PYTHON worker processes have been started on node"),
+    # MLflow's INFO records ("Creating initial MLflow database tables...") when its own logging
+    # configuration, applied at import, outlives the level set below.
+    re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d INFO mlflow\."),
 )
 # Loggers of libraries the driver uses whose INFO lines are not progress (MLflow's
 # "Creating initial MLflow database tables..." on a new embedded store).
@@ -112,3 +115,12 @@ def quiet_console(verbose: bool = False) -> Iterator[None]:
             if isinstance(stream, LineFilter):
                 stream.close_partial()
         sys.stdout, sys.stderr = out, err
+
+
+def shut_down_ray() -> None:
+    """Disconnect from Ray while the console is still filtered: the driver's log thread delivers
+    the workers' last lines (Train's report lines among them) at shutdown, which would otherwise
+    reach the terminal unfiltered from Ray's exit handler."""
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()

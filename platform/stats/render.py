@@ -153,9 +153,7 @@ def verdict_text(a: Analysis, c: ComparisonResult) -> str:
     what = "paired by replicate" if c.design == "paired" else "Welch"
     head = (
         f"{c.a} vs {c.b}: {sign}{_f(c.diff)}{u} ({lvl} {kind}CI {_ci(c.ci_simultaneous)}, "
-        f"{what} p {_p(c.p)}"
-        + (f", Holm-adjusted p {_p(c.p_adjusted)}" if a.m > 1 else "")
-        + ")"
+        f"{what} p {_p(c.p)}" + (f", Holm-adjusted p {_p(c.p_adjusted)}" if a.m > 1 else "") + ")"
     )
     if c.verdict == "different":
         out = f"{head}: distinguishable from seed noise at alpha {a.alpha:g}"
