@@ -89,7 +89,15 @@ def epoch_curves(
     ``rows``: results rows with ``setting_label``, ``status``, ``eval_epochs`` and
     ``eval_<metric>`` (fractions; multiplied by ``scale``).
     """
-    ok = [r for r in rows if r.get("status") == "ok" and len(r.get("eval_epochs") or [])]
+    # A metric that does not exist for a run (COCO's -1, e.g. APl without large objects) is not
+    # logged, so its history can be shorter than the epochs: such trials are not drawn.
+    ok = [
+        r
+        for r in rows
+        if r.get("status") == "ok"
+        and len(r.get("eval_epochs") or [])
+        and len(r.get(f"eval_{metric}") or []) == len(r["eval_epochs"])
+    ]
     if not ok:
         return empty_figure(f"{metric} over epochs", "no finished trial has an evaluation history")
     fig, ax = new_figure(7.0, 4.0)

@@ -8,6 +8,7 @@ RUNNING after a crash.
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import subprocess
@@ -126,7 +127,12 @@ class RunLogger:
         )
 
     def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
-        self.log_metrics({names.EVAL_PREFIX + k: v for k, v in metrics.items()}, step=epoch)
+        """Evaluation metrics at step ``epoch``. A metric that does not exist for this run is
+        not logged: COCO's -1 ("no object of this size", e.g. APl on small-object data) and NaN
+        would otherwise plot as real values."""
+        kept = {names.EVAL_PREFIX + k: v for k, v in metrics.items() if math.isfinite(v) and v >= 0}
+        if kept:
+            self.log_metrics(kept, step=epoch)
 
     def log_detections(self, dets: Any, epoch: int) -> None:
         from sparse_rcnn.platform.evaluation.detections import save_detections

@@ -26,3 +26,12 @@ def test_images_by_step_png_artifacts_and_the_note(tmp_path, monkeypatch):
     steps = sorted(p.split("+step+")[1].split("+")[0] for p in images if p.endswith(".png"))
     assert steps == ["1", "2"]
     assert all(p.startswith("images/val~detections+") for p in images)
+
+
+def test_metrics_that_do_not_exist_are_not_logged(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run_id = create_run(uri, "sentinels", "r", {"a": 1})
+    RunLogger(uri, run_id).log_epoch(2, {"AP": 0.12, "APl": -1.0, "ARl": float("nan"), "APs": 0.0})
+    metrics = MlflowClient(uri).get_run(run_id).data.metrics
+    assert metrics == {"val/AP": 0.12, "val/APs": 0.0}
