@@ -30,6 +30,29 @@ def one_error_line(capsys) -> str:
 
 INVALID = "sparse-rcnn train: error: {path}: invalid spec: "
 
+# Runs the CLI in a fresh interpreter (no Ray from another test can be up there) and reports
+# its exit code, the seconds main() took and whether it left Ray initialised.
+_FRESH = """
+import json, sys, time
+from sparse_rcnn.platform.cli.main import main
+start = time.monotonic()
+rc = main(sys.argv[1:])
+took = time.monotonic() - start
+ray = sys.modules.get("ray")
+up = bool(ray is not None and ray.is_initialized())
+print(json.dumps({"rc": rc, "took": took, "ray_up": up}))
+"""
+
+
+def run_fresh(*args: str) -> tuple[int, float, bool, str]:
+    """``(exit code, seconds, Ray left up, stderr)`` of ``sparse-rcnn ARGS`` in a new process."""
+    import json
+
+    done = subprocess.run([sys.executable, "-c", _FRESH, *args], capture_output=True, text=True)
+    assert done.stdout.strip(), done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    return out["rc"], out["took"], out["ray_up"], done.stderr
+
 
 @pytest.mark.parametrize(
     ("override", "message"),
@@ -152,23 +175,19 @@ def test_missing_dataset_files_fail_before_ray_starts(
 
 
 def test_impossible_resources_fail_before_ray_starts(job_yaml, capsys, no_ray_address, state_dir):
-    import ray
-
-    if ray.is_initialized():
-        pytest.skip("a Ray from another test is up; the local pre-flight applies before ray.init")
-    start = time.monotonic()
     args = ["train", str(job_yaml), "--set", "scaling.resources_per_worker={CPU: 1, GPU: 4096}"]
-    assert main(args) == 2
-    assert time.monotonic() - start < 10 and not ray.is_initialized()
-    line = one_error_line(capsys)
+    rc, took, ray_up, err = run_fresh(*args)
+    assert rc == 2 and took < 10 and not ray_up, err
+    assert err.count("\n") == 1, err  # one line, no traceback
+    line = err.rstrip("\n")
     assert line.startswith(
         "sparse-rcnn train: error: on this machine (local Ray): scaling asks for 1 workers x "
         "{'CPU': 1.0, 'GPU': 4096.0}, more than the cluster has (GPU: needs 4096, cluster has "
     ), line
     assert line.endswith("); lower scaling.num_workers or resources_per_worker")
-    assert main(["train", str(job_yaml), "--set", "scaling.num_workers=100000"]) == 2
-    assert "CPU: needs 100000, cluster has" in one_error_line(capsys)
-    assert not ray.is_initialized()
+    rc, _, ray_up, err = run_fresh("train", str(job_yaml), "--set", "scaling.num_workers=100000")
+    assert rc == 2 and not ray_up and err.count("\n") == 1, err
+    assert "CPU: needs 100000, cluster has" in err
     # A dry run checks files, not this machine's resources: it may prepare a cluster's job.
     assert main(["train", str(job_yaml), "--dry-run", "--set", "scaling.num_workers=100000"]) == 0
 
@@ -274,18 +293,14 @@ def test_a_dry_run_does_not_import_ray(tmp_path, small_job):
 
 
 def test_a_study_checks_local_resources_before_ray(tmp_path, small_job, capsys, no_ray_address):
-    import ray
-
-    if ray.is_initialized():
-        pytest.skip("a Ray from another test is up; the local pre-flight applies before ray.init")
     (tmp_path / "gpu.yaml").write_text(
         yaml.safe_dump(small_job(**{"scaling.resources_per_worker": {"CPU": 1, "GPU": 4096}}))
     )
     path = tmp_path / "st.yaml"
     path.write_text(yaml.safe_dump({"name": "st", "job": "gpu.yaml", "seeds": 2}))
-    start = time.monotonic()
-    assert main(["study", str(path)]) == 2
-    assert time.monotonic() - start < 10 and not ray.is_initialized()
-    line = one_error_line(capsys)
+    rc, took, ray_up, err = run_fresh("study", str(path))
+    assert rc == 2 and took < 10 and not ray_up, err
+    assert err.count("\n") == 1, err
+    line = err.rstrip("\n")
     assert line.startswith("sparse-rcnn study: error: on this machine (local Ray): scaling asks ")
     assert "GPU: needs 4096, cluster has " in line
