@@ -64,10 +64,11 @@ def _image_replicates(
     plans = {p.key: p for p in study.trials}
     notes: list[str] = []
     out: dict[str, np.ndarray] = {}
-    gts: dict[str, Any] = {}
-    weights: dict[int, np.ndarray] = {}
     index = metric_names().index(metric)
+    # One ground truth, one set of image draws for every trial: that is what pairs them.
     first_ann: str | None = None
+    gt: Any = None
+    weights: np.ndarray | None = None
     with tempfile.TemporaryDirectory() as tmp:
         for row in rows:
             if row["status"] != "ok" or not row.get("run_id"):
@@ -84,17 +85,12 @@ def _image_replicates(
             if path is None:
                 notes.append(f"trial {row['trial_key']}: no validation detections logged")
                 continue
-            gt = gts.get(val_ann)
             gt, acc = prepare(
                 gt if gt is not None else val_ann, load_detections(path), tuple(spec.eval_max_dets)
             )
-            gts[val_ann] = gt
-            w = weights.get(acc.num_images)
-            if w is None:
-                w = weights[acc.num_images] = bootstrap_weights(
-                    acc.num_images, replicates, BOOTSTRAP_SEED
-                )
-            out[row["trial_key"]] = POINTS * acc.metrics(w)[0][:, index]
+            if weights is None:
+                weights = bootstrap_weights(acc.num_images, replicates, BOOTSTRAP_SEED)
+            out[row["trial_key"]] = POINTS * acc.metrics(weights)[0][:, index]
     return out, notes
 
 
@@ -145,10 +141,11 @@ def study_analysis(
 def report_json(analysis: Analysis, rows: list[dict[str, Any]], study_id: str) -> dict[str, Any]:
     """The analysis JSON plus the study's own keys (trials, per_trial)."""
     out = analysis.to_json()
+    failed_keys = {f.key for f in analysis.failed}
     failed = [
         {"trial": r["trial_key"], "status": r["status"], "error": (r.get("error") or "")[:300]}
         for r in rows
-        if r["trial_key"] in {f.key for f in analysis.failed}
+        if r["trial_key"] in failed_keys
     ]
     out["study_id"] = study_id
     out["trials"] = {"total": len(rows), "ok": len(rows) - len(failed), "failed": failed}
@@ -193,7 +190,7 @@ def write_report(
         metric=spec.metric,
         effect_size=spec.effect_size,
         alpha=spec.alpha,
-        pairing=getattr(spec, "pairing", "replicate"),
+        pairing=spec.pairing,
         image_replicates=reps,
     )
     report = report_json(analysis, rows, study_id)

@@ -33,6 +33,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from sparse_rcnn.platform.evaluation.bootstrap import percentile_ci
 from sparse_rcnn.platform.stats.comparison import compare_to_baseline, finite
 from sparse_rcnn.platform.stats.components import (
     ALL,
@@ -101,6 +102,17 @@ def _per_setting(
     return settings, mains, components, decs
 
 
+def _image_intervals(
+    reps: Mapping[str, np.ndarray], confidence: float
+) -> dict[str, tuple[float, float]]:
+    """Each run's percentile interval over its image-bootstrap replicates (NaN ones ignored)."""
+    keys = [k for k, v in reps.items() if np.isfinite(v).any()]
+    if not keys:
+        return {}
+    low, high = percentile_ci(np.stack([reps[k] for k in keys], axis=1), confidence)
+    return {k: (float(lo), float(hi)) for k, lo, hi in zip(keys, low, high, strict=True)}
+
+
 def analyze(
     runs: Sequence[Run],
     *,
@@ -139,7 +151,6 @@ def analyze(
     notes: list[str] = []
     if paired and not has_rep:
         notes.append("paired analysis asked for, but the runs carry no replicate: unpaired")
-    caught_msgs: list[str] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         settings, mains, components, decs = _per_setting(runs, labels, design, reps, confidence)
@@ -166,14 +177,7 @@ def analyze(
         image_se={
             k: float(np.nanstd(v, ddof=1)) for k, v in reps.items() if np.isfinite(v).sum() >= 2
         },
-        image_ci={
-            k: (
-                float(np.nanpercentile(v, 100 * alpha / 2)),
-                float(np.nanpercentile(v, 100 * (1 - alpha / 2))),
-            )
-            for k, v in reps.items()
-            if np.isfinite(v).any()
-        },  # fmt: skip
+        image_ci=_image_intervals(reps, confidence),
         notes=tuple(notes),
         warnings=tuple(sorted(set(caught_msgs))),
         run_word=run_word,

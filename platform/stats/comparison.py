@@ -128,11 +128,11 @@ def _rank_tests(x: np.ndarray, y: np.ndarray, d: np.ndarray, paired: bool, alpha
     p_mw = cmp.mann_whitney_p(x, y) if x.size and y.size else math.nan
     p_wil = cmp.wilcoxon_p(d) if paired else math.nan
     p_flip = cmp.sign_flip_p(d) if paired else math.nan
-    if paired and m * cmp.smallest_signed_rank_p(d.size) > alpha:
+    floor = m * cmp.smallest_signed_rank_p(d.size)
+    if paired and floor > alpha:
         notes.append(
             f"with {d.size} pairs and {m} comparison(s) no adjusted signed-rank or sign-flip p "
-            f"can reach alpha {alpha:g} (smallest possible "
-            f"{m * cmp.smallest_signed_rank_p(d.size):.3g})"
+            f"can reach alpha {alpha:g} (smallest possible {floor:.3g})"
         )
     floor = m * cmp.smallest_rank_p(x.size, y.size)
     if floor > alpha:
@@ -227,26 +227,32 @@ def compare_settings(
 
 
 def new_images(
-    c: dict, a_keys: Sequence[str], b_keys: Sequence[str], reps: Mapping[str, np.ndarray]
+    diff: float,
+    seed_se: float,
+    seed_df: float,
+    confidence: float,
+    a_keys: Sequence[str],
+    b_keys: Sequence[str],
+    reps: Mapping[str, np.ndarray],
 ) -> NewImages | None:
-    """Seed noise plus the paired image-bootstrap variance of the seed-averaged difference."""
+    """Seed noise (``seed_se`` on ``seed_df``) plus the paired image-bootstrap variance of the
+    seed-averaged difference (``reps``: each run's replicates on shared image draws)."""
     ka = [k for k in a_keys if k in reps]
     kb = [k for k in b_keys if k in reps]
-    if not ka or not kb or not math.isfinite(c["se"]):
+    if not ka or not kb or not math.isfinite(seed_se):
         return None
-    mean_a = np.mean([reps[k] for k in ka], axis=0)
-    mean_b = np.mean([reps[k] for k in kb], axis=0)
-    diff = mean_a - mean_b
-    diff = diff[np.isfinite(diff)]
-    if diff.size < 2:
+    boot = np.mean([reps[k] for k in ka], axis=0) - np.mean([reps[k] for k in kb], axis=0)
+    boot = boot[np.isfinite(boot)]
+    if boot.size < 2:
         return None
-    image_se = float(np.std(diff, ddof=1))
-    se = math.sqrt(c["se"] ** 2 + image_se**2)
+    image_se = float(np.std(boot, ddof=1))
+    se = math.sqrt(seed_se**2 + image_se**2)
     # Welch-Satterthwaite with the bootstrap term on infinite df.
-    df = c["df"] * (se / c["se"]) ** 4 if c["se"] > 0 else math.inf
-    q = float(stats.t.ppf(0.5 + (1 - c["alpha"]) / 2, df))
-    ci = Interval(c["diff"] - q * se, c["diff"] + q * se, 1 - c["alpha"])
-    return NewImages(c["diff"], c["se"], image_se, se, df, ci)
+    df = seed_df * (se / seed_se) ** 4 if seed_se > 0 else math.inf
+    q = float(stats.t.ppf(0.5 + confidence / 2, df))
+    return NewImages(
+        diff, seed_se, image_se, se, df, Interval(diff - q * se, diff + q * se, confidence)
+    )
 
 
 def compare_to_baseline(
@@ -280,13 +286,14 @@ def compare_to_baseline(
     adjusted = cmp.holm([c["p"] for c in raw])
     out = []
     for c, p_adj in zip(raw, adjusted, strict=True):
-        c["alpha"] = alpha
         ni = new_images(
-            c,
+            c["diff"],
+            c["se"],
+            c["df"],
+            1.0 - alpha,
             [r.key for r in mains[c["a"]] if not r.failed],
             [r.key for r in mains[baseline] if not r.failed],
             reps,
         )
-        del c["alpha"]
         out.append(ComparisonResult(**c, p_adjusted=float(p_adj), new_images=ni))
     return tuple(out)

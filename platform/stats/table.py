@@ -101,21 +101,23 @@ def read_table(
 
             table = pq.read_table(path)
         elif path.suffix.lower() == ".csv":
+            import csv as header_csv
+
             from pyarrow import csv
 
-            # Every column as text: types are checked below, naming the column and the row.
-            names = csv.read_csv(path, read_options=csv.ReadOptions(block_size=1 << 20))
+            # Every column as text (a setting "01" stays "01"); types are checked below, naming
+            # the column and the row. The header line alone names the columns.
+            with path.open(newline="") as f:
+                header = next(header_csv.reader(f), [])
             table = csv.read_csv(
                 path,
-                convert_options=csv.ConvertOptions(
-                    column_types={c: pa.string() for c in names.column_names}
-                ),
+                convert_options=csv.ConvertOptions(column_types=dict.fromkeys(header, pa.string())),
             )
         else:
             raise TableError(f"{path}: expected a .csv or .parquet file")
     except TableError:
         raise
-    except (pa.ArrowInvalid, OSError) as e:
+    except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise TableError(f"{path}: cannot read the table: {first}") from None
     cols = table.column_names
