@@ -174,7 +174,7 @@ def test_missing_dataset_files_fail_before_ray_starts(
     assert one_error_line(capsys) == f"sparse-rcnn train: error: {spec}: {message.format(ann=ann)}"
 
 
-def test_impossible_resources_fail_before_ray_starts(job_yaml, capsys, no_ray_address, state_dir):
+def test_impossible_resources_fail_before_ray_starts(job_yaml, no_ray_address, state_dir):
     args = ["train", str(job_yaml), "--set", "scaling.resources_per_worker={CPU: 1, GPU: 4096}"]
     rc, took, ray_up, err = run_fresh(*args)
     assert rc == 2 and took < 10 and not ray_up, err
@@ -292,7 +292,7 @@ def test_a_dry_run_does_not_import_ray(tmp_path, small_job):
     assert done.returncode == 0, done.stderr
 
 
-def test_a_study_checks_local_resources_before_ray(tmp_path, small_job, capsys, no_ray_address):
+def test_a_study_checks_local_resources_before_ray(tmp_path, small_job, no_ray_address):
     (tmp_path / "gpu.yaml").write_text(
         yaml.safe_dump(small_job(**{"scaling.resources_per_worker": {"CPU": 1, "GPU": 4096}}))
     )
