@@ -36,6 +36,7 @@ from typing import Any
 from ray import tune
 
 from sparse_rcnn.platform.errors import PlatformError
+from sparse_rcnn.platform.output_files import atomic_write
 from sparse_rcnn.platform.state_dir import state_key
 
 SIGNATURES = "tune-state.sig.json"
@@ -118,9 +119,8 @@ def sign(folder: Path, tune_name: str = "tune", staged: Path | None = None) -> N
             seen[tag + rel] = mark
             changed = True
     if changed:
-        tmp = folder / f".{SIGNATURES}.tmp"
-        tmp.write_text(json.dumps(data, indent=0, sort_keys=True))
-        tmp.replace(folder / SIGNATURES)
+        text = json.dumps(data, indent=0, sort_keys=True).encode()
+        atomic_write(folder / SIGNATURES, lambda f: f.write(text))
 
 
 def verify(folder: Path, study_id: str, tune_name: str = "tune") -> None:
