@@ -242,18 +242,20 @@ def connect_tracked(uri: str, address: str | None = None) -> None:
 
 
 def create_job_run(spec: JobSpec, uri: str, run_tags: dict[str, str] | None = None,
-                   parent_run_id: str | None = None) -> str:  # fmt: skip
-    """Create the job's MLflow run (RUNNING) with the resolved spec as params and artifact, the
-    seeds, Ray job id and ``run_tags`` as tags; returns its id."""
+                   parent_run_id: str | None = None, *, run_name: str | None = None,
+                   extra_params: dict[str, Any] | None = None) -> str:  # fmt: skip
+    """Create the job's MLflow run (RUNNING) with the resolved spec (and ``extra_params``) as
+    params and artifact, the seeds, Ray job id and ``run_tags`` as tags; returns its id.
+    ``run_name`` overrides the spec's (a study names trials by setting and seed)."""
     seeds = spec.seeds.resolved()
     tags = {f"{names.TAG_SEED_PREFIX}{k}": str(v) for k, v in seeds.items()}
     job_id = os.environ.get("RAY_JOB_ID") or ray.get_runtime_context().get_job_id()
     tags[names.TAG_RAY_JOB_ID] = str(job_id)
     tags.update(run_tags or {})
     return create_run(
-        uri, spec.mlflow.experiment, spec.mlflow.run_name or spec.name,
-        params=flatten(spec.model_dump(mode="json")), tags=tags, spec_yaml=dump_spec(spec),
-        parent_run_id=parent_run_id,
+        uri, spec.mlflow.experiment, run_name or spec.mlflow.run_name or spec.name,
+        params={**flatten(spec.model_dump(mode="json")), **(extra_params or {})}, tags=tags,
+        spec_yaml=dump_spec(spec), parent_run_id=parent_run_id,
     )  # fmt: skip
 
 

@@ -184,6 +184,7 @@ def _check_path(path: str, section: str) -> None:
 class Setting:
     index: int
     overrides: dict[str, Any]
+    short_keys: dict[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def label(self) -> str:
@@ -191,6 +192,35 @@ class Setting:
         if not self.overrides:
             return "base"
         return ",".join(f"{k}={_short(v)}" for k, v in self.overrides.items())
+
+    @property
+    def short_label(self) -> str:
+        """The label for people (run names): ``lr=0.002 num_proposals=16``, each key by its
+        shortest distinct dotted suffix; empty with no overrides."""
+        return " ".join(
+            f"{self.short_keys.get(k, k)}={_short(v)}" for k, v in self.overrides.items()
+        )
+
+
+def short_keys(paths: list[str]) -> dict[str, str]:
+    """Each dotted path by its shortest suffix that no other path shares (``optimizer.lr`` ->
+    ``lr`` unless another path also ends in ``lr``)."""
+    out = {}
+    for path in paths:
+        parts = path.split(".")
+        for n in range(1, len(parts) + 1):
+            suffix = ".".join(parts[-n:])
+            if not any(o != path and (o == suffix or o.endswith("." + suffix)) for o in paths):
+                break
+        out[path] = suffix
+    return out
+
+
+def trial_run_name(setting: Setting, source: str, seed: int) -> str:
+    """A trial's MLflow run name: ``lr=0.005 seed=3``; ``lr=0.005 init seed=3`` when the trial
+    varies one randomness source; ``init seed=2`` in a study of one setting."""
+    words = [setting.short_label, "" if source == "all" else source, f"seed={seed}"]
+    return " ".join(w for w in words if w)
 
 
 def _short(v: Any) -> str:
@@ -210,6 +240,7 @@ class TrialPlan:
     seed: int  # the trial seed (for nondeterminism: the replicate's nominal seed)
     seeds: dict[str, int]  # resolved init / data_order / augmentation
     job: dict[str, Any] = field(repr=False)  # the trial's full job spec (JSON-able)
+    run_name: str = ""  # the MLflow run name: setting and seed (``trial_run_name``)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -231,7 +262,8 @@ class Study:
 def _settings(spec: StudySpec) -> list[Setting]:
     keys = list(spec.vary)
     combos = itertools.product(*(spec.vary[k] for k in keys)) if keys else [()]
-    return [Setting(i, dict(zip(keys, c, strict=True))) for i, c in enumerate(combos)]
+    short = short_keys(keys)
+    return [Setting(i, dict(zip(keys, c, strict=True)), short) for i, c in enumerate(combos)]
 
 
 def setting_seed(spec: StudySpec, setting: int, seed: int) -> int:
@@ -292,6 +324,7 @@ def build_study(spec: StudySpec, base_job: dict[str, Any], path: Path | None = N
                         seed,
                         seeds,
                         job,
+                        trial_run_name(setting, source, seed),
                     )
                 )
     return Study(spec, path, base, _settings(spec), trials)

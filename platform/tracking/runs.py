@@ -77,8 +77,9 @@ def create_run(
     spec_yaml: str | None = None,
     parent_run_id: str | None = None,
 ) -> str:
-    """Create a RUNNING run with ``params`` (values stringified, long ones truncated) and tags;
-    returns its id. Credentials in URIs are masked in params, tags and the spec artifact."""
+    """Create a RUNNING run with ``params`` (values stringified, long ones truncated; ``None``
+    values are not logged: an unset option is not a value) and tags; returns its id.
+    Credentials in URIs are masked in params, tags and the spec artifact."""
     c = client(uri)
     all_tags = {names.TAG_GIT_COMMIT: git_commit(), names.TAG_HARDWARE: hardware(), **(tags or {})}
     all_tags = {k: redact(v) for k, v in all_tags.items()}
@@ -88,7 +89,11 @@ def create_run(
     run_id = run.info.run_id
     c.log_batch(
         run_id,
-        params=[Param(k, redact(str(v))[:_PARAM_VALUE_MAX]) for k, v in sorted(params.items())],
+        params=[
+            Param(k, redact(str(v))[:_PARAM_VALUE_MAX])
+            for k, v in sorted(params.items())
+            if v is not None
+        ],
     )
     if spec_yaml is not None:
         c.log_text(run_id, redact(spec_yaml), names.ARTIFACT_SPEC)

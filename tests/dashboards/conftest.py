@@ -1,5 +1,5 @@
 """Small hand-made studies for the dashboard tests: results rows as ``results.parquet`` holds
-them (COCO fractions), the real analysis JSON of those rows (AP points), and a finished study
+them (AP points), the real analysis JSON of those rows (AP points), and a finished study
 (record, results, parent run) made without running one, for the real ``write_report``."""
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from sparse_rcnn.platform.stats.table import Run
 from sparse_rcnn.platform.tracking.studies import create_study_run
 
 SETTINGS = ("lr=0.002", "lr=0.005", "lr=0.01")
-# Final AP (fractions) per setting and replicate; the last trial of lr=0.01 failed.
+# Final AP (points) per setting and replicate; the last trial of lr=0.01 failed.
 FINAL = {
-    "lr=0.002": (0.0100, 0.0120, 0.0090, 0.0110),
-    "lr=0.005": (0.0150, 0.0170, 0.0140, 0.0165),
-    "lr=0.01": (0.0105, 0.0118, 0.0098, math.nan),
+    "lr=0.002": (1.00, 1.20, 0.90, 1.10),
+    "lr=0.005": (1.50, 1.70, 1.40, 1.65),
+    "lr=0.01": (1.05, 1.18, 0.98, math.nan),
 }
 EPOCHS = (1, 2, 3)
 
@@ -53,7 +53,7 @@ def make_rows() -> list[dict]:
 
 def make_report(rows: list[dict], image_bootstrap: bool = True) -> dict:
     runs = [
-        Run(r["setting_label"], r["seed"], 100 * r["AP"], r["source"], r["replicate"],
+        Run(r["setting_label"], r["seed"], r["AP"], r["source"], r["replicate"],
             r["trial_key"])
         for r in rows
     ]  # fmt: skip
