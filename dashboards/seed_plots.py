@@ -1,8 +1,8 @@
 """Seed-to-seed plots of a study: each seed's AP per setting, AP over epochs, and each trial's
 test-set interval beside the seed spread.
 
-Inputs are the analysis JSON (``Analysis.to_json()`` / ``report.json``: values in the metric's
-units, AP points for a study) and, for the epoch curves, the study's results rows
+Inputs are the analysis JSON (``report_text.analysis_json`` / ``report.json``: values in the
+metric's units, AP points for a study) and, for the epoch curves, the study's results rows
 (``results.parquet``: ``setting_label``, ``status``, ``eval_epochs`` and ``eval_<metric>``
 histories, in AP points like the analysis). Every function returns a new Figure.
 """

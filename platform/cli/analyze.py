@@ -62,8 +62,8 @@ def run(args: argparse.Namespace) -> int:
     _check_out(args.json_out, "--json-out")
     _check_out(args.md_out, "--md-out")
 
+    from sparse_rcnn.dashboards.report_text import analysis_json, conclusions, to_markdown
     from sparse_rcnn.platform.stats.analysis import analyze
-    from sparse_rcnn.platform.stats.render import conclusions, to_markdown
     from sparse_rcnn.platform.stats.table import read_table
 
     runs = read_table(args.table, metric=args.metric, scale=args.scale)
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     for line in conclusions(result):
         print(line)
     if args.json_out is not None:
-        args.json_out.write_text(json.dumps(result.to_json(), indent=1, allow_nan=False))
+        args.json_out.write_text(json.dumps(analysis_json(result), indent=1, allow_nan=False))
         print(f"json: {args.json_out}")
     if args.md_out is not None:
         args.md_out.write_text(to_markdown(result, title=f"Analysis of {args.table.name}"))

@@ -28,6 +28,7 @@ from sparse_rcnn.dashboards.report_html import (
     conclusions_markdown,
     study_dashboard,
 )
+from sparse_rcnn.dashboards.report_text import analysis_json, to_markdown
 from sparse_rcnn.platform.evaluation.bootstrap import bootstrap_weights
 from sparse_rcnn.platform.evaluation.coco_eval import POINTS, metric_names, prepare
 from sparse_rcnn.platform.evaluation.detections import load_detections
@@ -42,7 +43,6 @@ from sparse_rcnn.platform.orchestration.train import dataset_paths
 from sparse_rcnn.platform.output_files import atomic_write
 from sparse_rcnn.platform.spec.job import JobSpec
 from sparse_rcnn.platform.stats.analysis import Analysis, analyze
-from sparse_rcnn.platform.stats.render import to_markdown
 from sparse_rcnn.platform.stats.table import Run
 from sparse_rcnn.platform.tracking import names
 from sparse_rcnn.platform.tracking.runs import RunLogger
@@ -139,7 +139,7 @@ def study_analysis(
 
 def report_json(analysis: Analysis, rows: list[dict[str, Any]], study_id: str) -> dict[str, Any]:
     """The analysis JSON plus the study's own keys (trials, per_trial)."""
-    out = analysis.to_json()
+    out = analysis_json(analysis)
     failed_keys = {f.key for f in analysis.failed}
     failed = [
         {"trial": r["trial_key"], "status": r["status"], "error": (r.get("error") or "")[:300]}

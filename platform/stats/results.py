@@ -149,8 +149,3 @@ class Analysis:
     @property
     def m(self) -> int:
         return len(self.comparisons)
-
-    def to_json(self) -> dict:
-        from sparse_rcnn.platform.stats.render import analysis_json
-
-        return analysis_json(self)

@@ -166,8 +166,14 @@ def log_study_summary(
     for c in report.get("comparisons", []):
         name = f"{key(c['a'])} vs {key(c['b'])}"
         ci = c.get("ci_simultaneous") or c.get("ci") or [None, None]
-        values = {"diff": c.get("diff"), "ci_low": ci[0], "ci_high": ci[1], "p": c.get("p"),
-                  "p_holm": c.get("p_adjusted"), "p_superiority": c.get("p_superiority")}
+        values = {
+            "diff": c.get("diff"),
+            "ci_low": ci[0],
+            "ci_high": ci[1],
+            "p": c.get("p"),
+            "p_holm": c.get("p_adjusted"),
+            "p_superiority": c.get("p_superiority"),
+        }
         for k, v in values.items():
             _put(metrics, f"{names.STUDY_PREFIX}{name}/{k}", v)
         tags[names.TAG_VERDICT_PREFIX + name] = str(c.get("verdict"))

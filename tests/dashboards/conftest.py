@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
+from sparse_rcnn.dashboards.report_text import analysis_json
 from sparse_rcnn.platform.orchestration.results import write_results
 from sparse_rcnn.platform.orchestration.study import RESULTS_FILE, StudyRecord, studies_root
 from sparse_rcnn.platform.spec.study import load_study
@@ -63,7 +64,7 @@ def make_report(rows: list[dict], image_bootstrap: bool = True) -> dict:
         reps = {r.key: r.value + rng.normal(0, 0.1, 200) for r in runs if math.isfinite(r.value)}
     analysis = analyze(runs, metric="AP", unit="AP points (COCO metric x 100)", effect_size=0.3,
                        image_replicates=reps, min_runs=0, run_word="trial")  # fmt: skip
-    return analysis.to_json()
+    return analysis_json(analysis)
 
 
 def make_decompose_report() -> dict:
@@ -74,7 +75,7 @@ def make_decompose_report() -> dict:
         for src, sd in spread.items():
             for r in range(4):
                 runs.append(Run(s, r, 1.0 + rng.normal(0, sd), src, r, f"{s}-{src}-r{r}"))
-    return analyze(runs, metric="AP", unit="AP points", effect_size=0.3).to_json()
+    return analysis_json(analyze(runs, metric="AP", unit="AP points", effect_size=0.3))
 
 
 @pytest.fixture
