@@ -9,6 +9,7 @@ wrap Ray's checkpoint API in a :class:`Reporter`, call the plain engine.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import tempfile
@@ -241,6 +242,20 @@ def connect_tracked(uri: str, address: str | None = None) -> None:
         )
 
 
+def ray_job_id() -> str:
+    """The id `sparse-rcnn jobs list` shows: the submission id (``ray-submit-...``) inside a
+    submitted job (Ray passes it to the entrypoint in ``RAY_JOB_CONFIG_JSON_ENV_VAR``), else
+    Ray's internal job id (a local driver has no submission)."""
+    try:
+        config = json.loads(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") or "{}")
+        submission = (config.get("metadata") or {}).get("job_submission_id")
+    except (json.JSONDecodeError, AttributeError):
+        submission = None
+    if submission:
+        return str(submission)
+    return str(os.environ.get("RAY_JOB_ID") or ray.get_runtime_context().get_job_id())
+
+
 def create_job_run(spec: JobSpec, uri: str, run_tags: dict[str, str] | None = None,
                    parent_run_id: str | None = None, *, run_name: str | None = None,
                    extra_params: dict[str, Any] | None = None) -> str:  # fmt: skip
@@ -249,8 +264,7 @@ def create_job_run(spec: JobSpec, uri: str, run_tags: dict[str, str] | None = No
     ``run_name`` overrides the spec's (a study names trials by setting and seed)."""
     seeds = spec.seeds.resolved()
     tags = {f"{names.TAG_SEED_PREFIX}{k}": str(v) for k, v in seeds.items()}
-    job_id = os.environ.get("RAY_JOB_ID") or ray.get_runtime_context().get_job_id()
-    tags[names.TAG_RAY_JOB_ID] = str(job_id)
+    tags[names.TAG_RAY_JOB_ID] = ray_job_id()
     tags.update(run_tags or {})
     return create_run(
         uri, spec.mlflow.experiment, run_name or spec.mlflow.run_name or spec.name,

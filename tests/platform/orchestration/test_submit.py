@@ -166,7 +166,7 @@ def test_submit_runs_the_job_and_tracks_it_in_mlflow(ray_head, mlflow_server, sp
     run = runs[0]
     assert run.info.status == "FINISHED"
     assert run.data.params["mlflow.tracking_uri"] == mlflow_server  # the spec the job ran
-    assert run.data.tags["ray_job_id"]
+    assert run.data.tags["ray_job_id"] == sid  # the id `jobs list` shows, not Ray's internal one
     assert [m.step for m in c.get_metric_history(run.info.run_id, "val/AP")] == [1]
     assert {"job_spec.yaml", "checkpoint"} <= {a.path for a in c.list_artifacts(run.info.run_id)}
 
