@@ -9,7 +9,6 @@ wrap Ray's checkpoint API in a :class:`Reporter`, call the plain engine.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import tempfile
@@ -43,7 +42,7 @@ from sparse_rcnn.platform.spec.load import dump_spec, flatten, format_validation
 from sparse_rcnn.platform.state_dir import ENV as STATE_ENV
 from sparse_rcnn.platform.state_dir import state_dir
 from sparse_rcnn.platform.tracking import names
-from sparse_rcnn.platform.tracking.runs import RunLogger, create_run, finish_run
+from sparse_rcnn.platform.tracking.runs import RunLogger, create_run, finish_run, submission_id
 from sparse_rcnn.platform.tracking.store import (
     credential_env,
     is_local_store,
@@ -244,16 +243,10 @@ def connect_tracked(uri: str, address: str | None = None) -> None:
 
 def ray_job_id() -> str:
     """The id `sparse-rcnn jobs list` shows: the submission id (``ray-submit-...``) inside a
-    submitted job (Ray passes it to the entrypoint in ``RAY_JOB_CONFIG_JSON_ENV_VAR``), else
-    Ray's internal job id (a local driver has no submission)."""
-    try:
-        config = json.loads(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") or "{}")
-        submission = (config.get("metadata") or {}).get("job_submission_id")
-    except (json.JSONDecodeError, AttributeError):
-        submission = None
-    if submission:
-        return str(submission)
-    return str(os.environ.get("RAY_JOB_ID") or ray.get_runtime_context().get_job_id())
+    submitted job, else Ray's internal job id (a local driver has no submission)."""
+    return submission_id() or str(
+        os.environ.get("RAY_JOB_ID") or ray.get_runtime_context().get_job_id()
+    )
 
 
 def create_job_run(spec: JobSpec, uri: str, run_tags: dict[str, str] | None = None,

@@ -68,6 +68,29 @@ def hardware() -> str:
     return f"cpu {platform.machine()} ({torch.get_num_threads()} threads)"
 
 
+SUBMISSION_ENV = "SPARSE_RCNN_SUBMISSION_ID"
+
+
+def submission_id() -> str | None:
+    """The Ray Jobs submission id this process works for (what ``sparse-rcnn jobs list``
+    shows), or None outside a submitted job. Ray gives it to the job's entrypoint in
+    ``RAY_JOB_CONFIG_JSON_ENV_VAR``; it is then kept in ``SPARSE_RCNN_SUBMISSION_ID``, which
+    the platform forwards to its trial and worker processes like every ``SPARSE_RCNN_*``."""
+    import json
+
+    found = os.environ.get(SUBMISSION_ENV)
+    if found:
+        return found
+    try:
+        config = json.loads(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") or "{}")
+        found = (config.get("metadata") or {}).get("job_submission_id")
+    except (json.JSONDecodeError, AttributeError):
+        found = None
+    if found:
+        os.environ[SUBMISSION_ENV] = str(found)
+    return str(found) if found else None
+
+
 def create_run(
     uri: str,
     experiment: str,

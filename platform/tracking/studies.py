@@ -15,7 +15,12 @@ from mlflow.entities import Metric, RunStatus
 
 from sparse_rcnn.platform.tracking import names
 from sparse_rcnn.platform.tracking.filters import all_of, tag_equals
-from sparse_rcnn.platform.tracking.runs import client, create_run, ensure_experiment
+from sparse_rcnn.platform.tracking.runs import (
+    client,
+    create_run,
+    ensure_experiment,
+    submission_id,
+)
 
 
 def create_study_run(
@@ -27,7 +32,12 @@ def create_study_run(
         experiment,
         study_id,
         params,
-        tags={names.TAG_STUDY_ID: study_id, names.TAG_STUDY_ROLE: "parent"},
+        tags={
+            names.TAG_STUDY_ID: study_id,
+            names.TAG_STUDY_ROLE: "parent",
+            # a submitted study: `jobs list` closes its runs if the job ends without doing so
+            **({names.TAG_RAY_JOB_ID: sid} if (sid := submission_id()) else {}),
+        },
     )
     client(uri).log_text(run_id, spec_yaml, "study_spec.yaml")
     return run_id
