@@ -125,6 +125,10 @@ class SequentialResult:
     notes: tuple[str, ...]
 
 
+def _interval(center: float, half: float, level: float) -> Interval:
+    return Interval(center - half, center + half, level)
+
+
 def _values(waves: Sequence, name: str) -> list[np.ndarray]:
     out = []
     for k, w in enumerate(waves):
@@ -208,6 +212,7 @@ def decide(
     *,
     design: SequentialDesign,
     final: bool = False,
+    wave_numbers: Sequence[int] | None = None,
 ) -> SequentialResult:
     """Analyse the waves so far (see the module doc) and return the comparison's state.
 
@@ -215,12 +220,16 @@ def decide(
     pairs finished in that wave (paired); else A's new runs, and ``b`` the baseline's new runs
     of the same waves (Welch). Values in metric units; failed runs left out. A wave that adds
     nothing (or leaves fewer than 2 values per arm) is not a look. ``final``: no more waves
-    will come (also implied when ``max_seeds`` is reached).
+    will come (also implied when ``max_seeds`` is reached). ``wave_numbers``: how the looks
+    name the waves (default 1, 2, ...).
     """
     if not len(a):
         raise InputError("waves: nothing to analyse (pass one array per wave)")
     if b is not None and len(b) != len(a):
         raise InputError(f"waves: {len(a)} for A but {len(b)} for the baseline; one per wave")
+    numbers = list(range(1, len(a) + 1)) if wave_numbers is None else list(wave_numbers)
+    if len(numbers) != len(a):
+        raise InputError(f"wave_numbers: {len(numbers)} for {len(a)} waves")
     va = _values(a, "a" if b is not None else "differences")
     vb = None if b is None else _values(b, "b")
     looks_raw = _look_stats(va, vb, 1.0 - design.alpha)
@@ -239,7 +248,7 @@ def decide(
     if not looks_raw:
         notes.append("fewer than 2 values per setting: no look yet")
         verdict = "undecided" if is_final else "open"
-        return SequentialResult(kind, verdict, len(va) if is_final else None, is_final, (),
+        return SequentialResult(kind, verdict, numbers[-1] if is_final else None, is_final, (),
                                 math.nan, None, None, max(n_a, n_b), design.max_seeds,
                                 design.alpha, design.effect_size, design.spending.name,
                                 design.futility, tuple(notes))  # fmt: skip
@@ -273,16 +282,29 @@ def decide(
             crossed = verdict
         elif k == last and verdict == "undecided" and futile[0, k]:
             crossed = "futility"
-        looks.append(SequentialLook(
-            wave, na, nb, float(levels.fractions[k]), float(levels.spent[k]), md.difference, s,
-            md.df, md.difference / s if ok else math.nan, ck, float(levels.two_sided[k]), ek,
-            float(levels.one_sided[k]),
-            Interval(md.difference - ck * s, md.difference + ck * s, 1 - design.alpha) if ok
-            else None,
-            Interval(md.difference - ek * s, md.difference + ek * s, 1 - 2 * design.alpha) if ok
-            else None,
-            float(cp[0, k]), crossed,
-        ))  # fmt: skip
+        looks.append(
+            SequentialLook(
+                wave=numbers[wave - 1],
+                n_a=na,
+                n_b=nb,
+                information=float(levels.fractions[k]),
+                alpha_spent=float(levels.spent[k]),
+                diff=md.difference,
+                se=s,
+                df=md.df,
+                statistic=md.difference / s if ok else math.nan,
+                boundary=ck,
+                level=float(levels.two_sided[k]),
+                equivalence_boundary=ek,
+                equivalence_level=float(levels.one_sided[k]),
+                rci=_interval(md.difference, ck * s, 1 - design.alpha) if ok else None,
+                rci_equivalence=(
+                    _interval(md.difference, ek * s, 1 - 2 * design.alpha) if ok else None
+                ),
+                conditional_power=float(cp[0, k]),
+                crossed=crossed,
+            )
+        )
     end = looks[-1]
     if verdict == "different" and bool(equivalent[0, last]):
         notes.append(

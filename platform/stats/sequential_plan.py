@@ -161,7 +161,7 @@ class SequentialPlan:
     equivalent_null: float  # P(equivalent) at a true difference of 0
     expected_seeds_null: float
     expected_seeds_effect: float
-    fixed_seeds: int | None  # fixed design with the same power; None when not defined
+    fixed_seeds: int | None  # fixed design with the same power (at most 1 - 1/sims)
     saving_null: float  # 1 - expected_seeds_null / fixed_seeds
     saving_effect: float  # 1 - expected_seeds_effect / fixed_seeds
 
@@ -190,9 +190,11 @@ def plan_sequential(
     alt = simulate(design, n, effect_size, sigma, sims, rng, paired=paired)
     power = alt.rate("different")
     fixed = None
-    if alpha < power < 1.0:
+    if power > alpha:
+        # Every simulated study found the difference: match 1 - 1/sims, the resolution.
+        target = min(power, 1.0 - 1.0 / sims)
         try:
-            fixed = seeds_per_arm(effect_size, sigma, power, alpha, paired=paired)
+            fixed = seeds_per_arm(effect_size, sigma, target, alpha, paired=paired)
         except ValueError:
             fixed = None
     return SequentialPlan(
