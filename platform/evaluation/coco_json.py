@@ -1,0 +1,166 @@
+"""COCO JSON files decoded straight to the columns evaluation reads, or refused.
+
+Two file kinds: a COCO results list ``[{"image_id", "category_id", "score", "bbox"}, ...]``
+and a COCO instances file (``images``, ``annotations``, ``categories``). msgspec decodes each
+into typed records holding only the fields COCOeval(bbox) uses; everything else (segmentation
+polygons, file names, licenses) is skipped without building Python objects for it.
+On the val2017-sized bench case (500k detections, a 78 MB results file) this reads the
+results in about a fifth of the time of ``json.load`` plus the column conversion.
+
+A decoder here accepts only plainly typed files: JSON integers for ids, JSON numbers for
+``score``, ``bbox`` and ``area``, four-number boxes, every required key present, valid
+UTF-8. Anything else (invalid JSON, a ``NaN`` literal, an id written ``2.0``, a missing key)
+makes it return ``None``; the callers (:mod:`.detections`, :mod:`.ground_truth`) then read the
+file with the standard library and either accept it or report the problem exactly as they
+always did. So this module changes how fast a file is read, never which files are accepted
+or what they mean.
+
+Boxes are ``x, y, w, h`` in absolute pixels, as in the files.
+"""
+
+from __future__ import annotations
+
+import gc
+from dataclasses import dataclass
+from itertools import chain
+from operator import attrgetter
+
+import msgspec
+import numpy as np
+
+
+# gc=False: the records hold only numbers, so the cyclic collector need not track them.
+class _Result(msgspec.Struct, gc=False):
+    image_id: int
+    category_id: int
+    score: float
+    bbox: tuple[float, float, float, float]
+
+
+class _Id(msgspec.Struct, gc=False):
+    id: int
+
+
+class _Annotation(msgspec.Struct, gc=False):
+    id: int
+    image_id: int
+    category_id: int
+    bbox: tuple[float, float, float, float]
+    area: float | None = None  # None (absent or null): the box area, as load_ground_truth does
+    iscrowd: int | bool = 0
+
+
+class _Instances(msgspec.Struct, gc=False):
+    images: list[_Id]
+    annotations: list[_Annotation]
+    categories: list[_Id]
+
+
+_RESULTS = msgspec.json.Decoder(list[_Result])
+_INSTANCES = msgspec.json.Decoder(_Instances)
+
+
+@dataclass(frozen=True)
+class ResultColumns:
+    """A COCO results list as columns, one row per detection, in file order.
+
+    Attributes:
+        image_id, category_id: (N,) int64. score: (N,) float64.
+        bbox: (N, 4) float64 ``x, y, w, h`` in absolute pixels.
+    """
+
+    image_id: np.ndarray
+    category_id: np.ndarray
+    score: np.ndarray
+    bbox: np.ndarray
+
+
+@dataclass(frozen=True)
+class InstanceColumns:
+    """What COCOeval(bbox) reads from an instances file, in file order.
+
+    Attributes:
+        image_ids: (I,) int64 ``id`` of each entry of ``images`` (unsorted, maybe repeated).
+        category_ids: (K,) int64 ``id`` of each entry of ``categories``.
+        ann_id, ann_image_id, ann_category_id: (G,) int64 annotation fields.
+        bbox: (G, 4) float64 ``x, y, w, h`` in absolute pixels.
+        area: (G,) float64 the ``area`` field, NaN where absent or null.
+        iscrowd: (G,) bool truth value of ``iscrowd`` (absent: False).
+    """
+
+    image_ids: np.ndarray
+    category_ids: np.ndarray
+    ann_id: np.ndarray
+    ann_image_id: np.ndarray
+    ann_category_id: np.ndarray
+    bbox: np.ndarray
+    area: np.ndarray
+    iscrowd: np.ndarray
+
+
+def decode_results(data: bytes) -> ResultColumns | None:
+    """Columns of a COCO results file's bytes; ``None`` where the file is not plainly typed."""
+    records = _decode(_RESULTS, data)
+    if records is None:
+        return None
+    n = len(records)
+    return ResultColumns(
+        image_id=_ints(records, "image_id"),
+        category_id=_ints(records, "category_id"),
+        score=np.fromiter(map(attrgetter("score"), records), np.float64, n),
+        bbox=_boxes(records),
+    )
+
+
+def decode_instances(data: bytes) -> InstanceColumns | None:
+    """Columns of a COCO instances file's bytes; ``None`` where it is not plainly typed."""
+    doc = _decode(_INSTANCES, data)
+    if doc is None:
+        return None
+    anns = doc.annotations
+    area = [np.nan if a is None else a for a in map(attrgetter("area"), anns)]
+    return InstanceColumns(
+        image_ids=_ints(doc.images, "id"),
+        category_ids=_ints(doc.categories, "id"),
+        ann_id=_ints(anns, "id"),
+        ann_image_id=_ints(anns, "image_id"),
+        ann_category_id=_ints(anns, "category_id"),
+        bbox=_boxes(anns),
+        area=np.fromiter(area, np.float64, len(anns)),
+        iscrowd=np.fromiter(map(bool, map(attrgetter("iscrowd"), anns)), bool, len(anns)),
+    )
+
+
+def _decode(decoder: msgspec.json.Decoder, data: bytes) -> object | None:
+    # The standard library refuses bytes that are not UTF-8, even inside fields that msgspec
+    # skips; checking first keeps the two readers in agreement. ASCII needs no check.
+    if not data.isascii():
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    # Decoding makes a few million number objects; the cyclic collector would scan the growing
+    # heap over and over (about a third of the decoding time) though none of them can form a
+    # cycle.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _ints(records: list, field: str) -> np.ndarray:
+    """(N,) int64 of one integer field; ids beyond int64 keep numpy's OverflowError, as the
+    standard-library path does."""
+    return np.fromiter(map(attrgetter(field), records), np.int64, len(records))
+
+
+def _boxes(records: list) -> np.ndarray:
+    """(N, 4) float64 of the records' ``bbox`` tuples."""
+    n = len(records)
+    flat = chain.from_iterable(map(attrgetter("bbox"), records))
+    return np.fromiter(flat, np.float64, 4 * n).reshape(n, 4)
