@@ -23,9 +23,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import sparse
 
 from sparse_rcnn.platform.errors import InputError
+from sparse_rcnn.platform.evaluation.count_matrix import CountMatrix
 from sparse_rcnn.platform.evaluation.detections import Detections
 from sparse_rcnn.platform.evaluation.ground_truth import GroundTruth
 
@@ -58,7 +58,7 @@ class Matches:
         candidates: (C,) int64 increasing positions of detections with a pair of IoU >= 0.5.
         candidate_status: (A, T, C) int8 IGNORED / FALSE_POSITIVE / TRUE_POSITIVE per area
             range and IoU threshold (T = 10 thresholds of ``IOU_THRESHOLDS``).
-        num_gt: (A * K, N) sparse count of non-ignored ground truth per (area range, category)
+        num_gt: (A * K, N) count of non-ignored ground truth per (area range, category)
             row ``a * K + k`` and image.
         category_ids: (K,) COCO category id of each category index.
         dropped: detections on categories that the ground truth does not list (COCOeval
@@ -72,7 +72,7 @@ class Matches:
     unmatched: np.ndarray
     candidates: np.ndarray
     candidate_status: np.ndarray
-    num_gt: sparse.csr_matrix
+    num_gt: CountMatrix
     category_ids: np.ndarray
     dropped: int
 
@@ -151,7 +151,7 @@ def match_detections(gt: GroundTruth, dets: Detections, max_det: int) -> Matches
     a, g = np.nonzero(~gig)  # non-ignored ground truth per area range
     rows = a * n_cat + gt.category[gorder][g]
     shape = (len(AREA_RANGES) * n_cat, n_img)
-    num_gt = sparse.coo_matrix((np.ones(len(a)), (rows, gt.image[gorder][g])), shape).tocsr()
+    num_gt = CountMatrix.from_pairs(rows, gt.image[gorder][g], shape)
     dropped = int((~known).sum())
     return Matches(
         img, cat, rank, score, unmatched, cand, cand_status, num_gt, gt.category_ids, dropped
