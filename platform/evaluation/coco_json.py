@@ -4,8 +4,11 @@ Two file kinds: a COCO results list ``[{"image_id", "category_id", "score", "bbo
 and a COCO instances file (``images``, ``annotations``, ``categories``). msgspec decodes each
 into typed records holding only the fields COCOeval(bbox) uses; everything else (segmentation
 polygons, file names, licenses) is skipped without building Python objects for it.
-On the val2017-sized bench case (500k detections, a 78 MB results file) this reads the
-results in about a fifth of the time of ``json.load`` plus the column conversion.
+On the val2017-sized bench case a fresh process reads the 78 MB results file (500k
+detections) in ~0.5 s, where ``json.load`` plus the column conversion took ~2.4 s, and the
+5 MB ground truth in ~0.06 s instead of ~0.16 s. Measured and not taken: orjson and untyped
+msgspec still build a dict per detection (~1.1 s); pyarrow's JSON reader needs
+newline-delimited records and took ~1.0 s of CPU; polars ~0.75 s after a 0.2 s import.
 
 A decoder here accepts only plainly typed files: JSON integers for ids, JSON numbers for
 ``score``, ``bbox`` and ``area``, four-number boxes, every required key present, valid
