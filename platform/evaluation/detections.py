@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from sparse_rcnn.platform.errors import InputError, MissingFileError
-from sparse_rcnn.platform.evaluation.coco_json import decode_results
+from sparse_rcnn.platform.evaluation.coco_json import decode_results, mapped
 from sparse_rcnn.platform.evaluation.json_columns import int_column, number_column
 from sparse_rcnn.platform.output_files import atomic_write
 
@@ -216,7 +216,8 @@ def load_detections(path: str | Path) -> Detections:
     if not path.is_file():
         raise MissingFileError(f"detections file not found: {path}")
     if suffix == ".json":
-        columns = decode_results(path.read_bytes())
+        with mapped(path) as data:
+            columns = decode_results(data)
         if columns is not None:
             return Detections(columns.image_id, columns.category_id, columns.score, columns.bbox)
         # Not plainly typed: the standard library reads it, and accepts it or says what is wrong.

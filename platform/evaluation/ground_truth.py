@@ -26,7 +26,11 @@ from pathlib import Path
 import numpy as np
 
 from sparse_rcnn.platform.errors import InputError, MissingFileError
-from sparse_rcnn.platform.evaluation.coco_json import InstanceColumns, decode_instances
+from sparse_rcnn.platform.evaluation.coco_json import (
+    InstanceColumns,
+    decode_instances,
+    mapped,
+)
 from sparse_rcnn.platform.evaluation.json_columns import int_column
 
 
@@ -84,7 +88,8 @@ def load_ground_truth(source: GroundTruth | dict | str | Path) -> GroundTruth:
             raise MissingFileError(f"ground truth {path} is a directory; give the COCO JSON file")
         if not path.is_file():
             raise MissingFileError(f"ground-truth file not found: {path}")
-        columns = decode_instances(path.read_bytes())
+        with mapped(path) as data:
+            columns = decode_instances(data)
         if columns is not None:
             return _from_columns(columns, name)
         # Not plainly typed: the standard library reads it, and accepts it or says what is wrong.

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from sparse_rcnn.platform.evaluation.coco_eval import evaluate
-from sparse_rcnn.platform.evaluation.coco_json import decode_instances, decode_results
+from sparse_rcnn.platform.evaluation.coco_json import decode_instances, decode_results, mapped
 from sparse_rcnn.platform.evaluation.detections import Detections, load_detections
 from sparse_rcnn.platform.evaluation.ground_truth import GroundTruth, load_ground_truth
 
@@ -124,3 +124,14 @@ def test_a_file_the_decoder_refuses_is_read_as_before(tmp_path):
     gt["images"][1]["id"] = 2.0
     (tmp_path / "gt.json").write_text(json.dumps(gt))
     _same_ground_truth(load_ground_truth(tmp_path / "gt.json"), load_ground_truth(GT))
+
+
+def test_an_empty_file_is_left_to_the_standard_library(tmp_path):
+    path = tmp_path / "empty.json"
+    path.write_bytes(b"")
+    with mapped(path) as data:
+        assert decode_results(data) is None and decode_instances(data) is None
+    with pytest.raises(ValueError, match="empty.json: not valid JSON"):
+        load_detections(path)
+    with pytest.raises(ValueError, match="empty.json: not valid JSON"):
+        load_ground_truth(path)
