@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 
+from sparse_rcnn.platform.evaluation import coco_json
 from sparse_rcnn.platform.evaluation.coco_eval import evaluate
 from sparse_rcnn.platform.evaluation.coco_json import decode_instances, decode_results, mapped
 from sparse_rcnn.platform.evaluation.detections import Detections, load_detections
@@ -135,3 +136,50 @@ def test_an_empty_file_is_left_to_the_standard_library(tmp_path):
         load_detections(path)
     with pytest.raises(ValueError, match="empty.json: not valid JSON"):
         load_ground_truth(path)
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 50, 1 << 16])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {"note": "a }, { in a string"},  # a cut inside a string cannot decode
+        {"attrs": {"a": {"b": 1}, "c": 2}},  # nor one between objects nested in a detection
+        {"parts": [{"a": 1}, {"b": 2}]},
+    ],
+)
+def test_results_cut_into_pieces_decode_to_the_whole_list(monkeypatch, chunk_bytes, extra):
+    monkeypatch.setattr(coco_json, "_CHUNK_BYTES", chunk_bytes)
+    rng = np.random.default_rng(0)
+    ids, scores, boxes = rng.integers(1, 9, 40), rng.random(40), rng.random((40, 4)) * 100
+    results = [
+        {"image_id": int(i), "category_id": 1, "score": float(s), "bbox": b.tolist(), **extra}
+        for i, s, b in zip(ids, scores, boxes, strict=True)
+    ]
+    for text in (json.dumps(results), json.dumps(results, indent=2), json.dumps(results)[:-1]):
+        cols = decode_results(text.encode())
+        if not text.endswith("]"):
+            assert cols is None  # invalid JSON stays refused
+            continue
+        ref = Detections.from_coco_results(json.loads(text))
+        for name in ("image_id", "category_id", "score", "bbox"):
+            np.testing.assert_array_equal(getattr(cols, name), getattr(ref, name))
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 1 << 16])
+@pytest.mark.parametrize(
+    "text",
+    [
+        b'[{"image_id": 1, "category_id": 1, "score": 1, "bbox": [1, 2, 3, 4]},]',
+        b'[{"image_id": 1, "category_id": 1, "score": 1, "bbox": [1, 2, 3, 4]}, ]',
+        b'[{"image_id": 1, "category_id": 1, "score": 1, "bbox": [1, 2, 3, 4]},,]',
+        b'x[{"image_id": 1, "category_id": 1, "score": 1, "bbox": [1, 2, 3, 4]}]',
+    ],
+)
+def test_pieces_never_accept_what_the_whole_list_refuses(monkeypatch, chunk_bytes, text):
+    monkeypatch.setattr(coco_json, "_CHUNK_BYTES", chunk_bytes)
+    with pytest.raises(ValueError):
+        json.loads(text)
+    assert decode_results(text) is None
+    wrapped = b'{"a": ' + text.removeprefix(b"x") + b"}"  # valid JSON when text was, not a list
+    assert decode_results(wrapped) is None
