@@ -5,8 +5,8 @@ and a COCO instances file (``images``, ``annotations``, ``categories``). msgspec
 into typed records holding only the fields COCOeval(bbox) uses; everything else (segmentation
 polygons, file names, licenses) is skipped without building Python objects for it.
 On the val2017-sized bench case a fresh process reads the 78 MB results file (500k
-detections) in ~0.5 s, where ``json.load`` plus the column conversion took ~2.4 s, and the
-5 MB ground truth in ~0.06 s instead of ~0.16 s. Measured and not taken: orjson and untyped
+detections) in ~0.33 s of CPU, where ``json.load`` plus the column conversion took ~2.4 s, and
+the 5 MB ground truth in ~0.06 s instead of ~0.16 s. Measured and not taken: orjson and untyped
 msgspec still build a dict per detection (~1.1 s); pyarrow's JSON reader needs
 newline-delimited records and took ~1.0 s of CPU; polars ~0.75 s after a 0.2 s import.
 
