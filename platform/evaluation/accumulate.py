@@ -35,8 +35,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import sparse
 
+from sparse_rcnn.platform.evaluation.count_matrix import CountMatrix
 from sparse_rcnn.platform.evaluation.matching import (
     FALSE_POSITIVE,
     IGNORED,
@@ -102,18 +102,6 @@ def augment_weights(weights: np.ndarray, virtual_images: np.ndarray, copies: int
     return np.concatenate([weights, extra.reshape(len(weights), -1)], axis=1, dtype=weights.dtype)
 
 
-def _csr_counts(
-    rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int], dtype
-) -> sparse.csr_matrix:
-    """Sparse matrix counting (row, col) occurrences; ``rows`` must be non-decreasing.
-
-    Built directly from the sorted rows (repeated entries are summed by the product), which
-    skips scipy's COO -> CSR conversion, index sort and duplicate merge.
-    """
-    indptr = np.r_[0, np.cumsum(np.bincount(rows, minlength=shape[0]))]
-    return sparse.csr_matrix((np.ones(len(rows), dtype), cols, indptr), shape=shape)
-
-
 @dataclass(frozen=True)
 class _ThresholdIndex:
     """Gather indices of one IoU threshold's curve (see :class:`PrecisionCurves`)."""
@@ -144,7 +132,7 @@ class PrecisionCurves:
     """
 
     num_categories: int
-    gaps: sparse.csr_matrix
+    gaps: CountMatrix
     per_threshold: tuple[_ThresholdIndex, ...]
 
     @classmethod
@@ -184,7 +172,7 @@ class PrecisionCurves:
         u_pos = np.flatnonzero(always_fp)
         gap = (np.cumsum(in_r) - in_r)[u_pos]  # R detections before it = the gap it sits in
         keep = gap < r_end[category[u_pos]]
-        gaps = _csr_counts(gap[keep], image[u_pos][keep], (len(r_pos), num_images), np.int32)
+        gaps = CountMatrix(gap[keep], image[u_pos][keep], (len(r_pos), num_images), np.int32)
         per_threshold = []
         for t in range(candidate_status.shape[0]):
             tpi = np.flatnonzero(tp[t])
@@ -238,7 +226,7 @@ class PrecisionCurves:
         n_rep = len(weights)
         out = np.zeros((n_rep, len(self.per_threshold), self.num_categories))
         gap_sums = np.zeros((n_rep, self.gaps.shape[0] + 1), _COUNT)
-        gaps = np.asarray(self.gaps @ weights.T).T  # (B, R)
+        gaps = self.gaps.weighted(weights)  # (B, R)
         np.cumsum(gaps, axis=1, dtype=_COUNT, out=gap_sums[:, 1:])
         table, table_start = recall_count_table(num_gt)
         for t, ix in enumerate(self.per_threshold):
@@ -314,7 +302,7 @@ def recall_count_table(num_gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class RecallCounts:
     """(T * K, N) sparse count of true positives per (threshold, category) and image."""
 
-    counts: sparse.csr_matrix
+    counts: CountMatrix
     num_thresholds: int
     num_categories: int
 
@@ -330,10 +318,10 @@ class RecallCounts:
         """From (T, C) statuses of (candidate) detections and their (C,) image/category."""
         t, d = np.nonzero(status == TRUE_POSITIVE)  # t-major, so rows come sorted
         shape = (status.shape[0] * num_categories, num_images)
-        counts = _csr_counts(t * num_categories + category[d], image[d], shape, np.float64)
+        counts = CountMatrix(t * num_categories + category[d], image[d], shape, np.float64)
         return cls(counts, status.shape[0], num_categories)
 
     def true_positives(self, weights: np.ndarray) -> np.ndarray:
         """(B, T, K) weighted true-positive count for (B, N) image weights."""
-        out = np.asarray(self.counts @ weights.T).T
+        out = self.counts.weighted(weights)
         return out.reshape(len(weights), self.num_thresholds, self.num_categories)

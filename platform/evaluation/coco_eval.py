@@ -121,7 +121,7 @@ class CocoAccumulator:
         self.num_images = n_img = matches.num_gt.shape[1]
         self.num_dropped = matches.dropped
         self.category_ids = matches.category_ids
-        self.num_gt = matches.num_gt  # (A * K, N) sparse
+        self.num_gt = matches.num_gt  # (A * K, N) counts
         self._t50 = int(np.where(IOU_THRESHOLDS == 0.5)[0][0])
         self._t75 = int(np.where(IOU_THRESHOLDS == 0.75)[0][0])
         # Images with equal scores inside one (image, category): see expand_tied_runs.
@@ -218,7 +218,7 @@ class CocoAccumulator:
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def _metrics_batch(self, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        npig = np.asarray(self.num_gt @ w.T).T  # (B, A * K), exact integers
+        npig = self.num_gt.weighted(w)  # (B, A * K), exact integers
         npig = npig.reshape(len(w), len(AREA_RANGES), self.num_categories).transpose(1, 0, 2)
         w_cols = augment_weights(w.astype(np.int32), self._tied_images, self._copies)
         valid = npig > 0

@@ -4,7 +4,9 @@ A detection set is four parallel arrays, one row per box: the image id and the C
 id it belongs to, its confidence score, and its box as ``x, y, w, h`` in absolute pixels of the
 original image (the COCO results convention; ``x, y`` is the top-left corner). Parquet files
 hold the columns ``image_id, category_id, score, x, y, w, h``; JSON files are the COCO results
-list ``[{"image_id", "category_id", "score", "bbox": [x, y, w, h]}, ...]``.
+list ``[{"image_id", "category_id", "score", "bbox": [x, y, w, h]}, ...]``, decoded by
+:mod:`.coco_json` (the standard library reads what that refuses, and reports what is wrong).
+pyarrow is imported only for Parquet files.
 """
 
 from __future__ import annotations
@@ -16,10 +18,9 @@ from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from sparse_rcnn.platform.errors import InputError, MissingFileError
+from sparse_rcnn.platform.evaluation.coco_json import decode_results, mapped
 from sparse_rcnn.platform.evaluation.json_columns import int_column, number_column
 from sparse_rcnn.platform.output_files import atomic_write
 
@@ -164,6 +165,9 @@ def save_detections(dets: Detections, path: str | Path) -> None:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".parquet":
+        import pyarrow as pa  # here, not at the top: reading JSON needs no pyarrow
+        import pyarrow.parquet as pq
+
         table = pa.table(
             {
                 "image_id": pa.array(dets.image_id, pa.int64()),
@@ -212,12 +216,25 @@ def load_detections(path: str | Path) -> Detections:
     if not path.is_file():
         raise MissingFileError(f"detections file not found: {path}")
     if suffix == ".json":
+        with mapped(path) as data:
+            columns = decode_results(data)
+        if columns is not None:
+            return Detections(columns.image_id, columns.category_id, columns.score, columns.bbox)
+        # Not plainly typed: the standard library reads it, and accepts it or says what is wrong.
         try:
             with open(path) as f:
                 results = json.load(f)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise InputError(f"{path}: not valid JSON ({e})") from e
         return Detections.from_coco_results(results, source=str(path))
+    return _read_parquet(path)
+
+
+def _read_parquet(path: Path) -> Detections:
+    """Detections from a Parquet file (columns :data:`PARQUET_COLUMNS`), with typed errors."""
+    import pyarrow as pa  # here, not at the top: reading JSON needs no pyarrow
+    import pyarrow.parquet as pq
+
     try:
         table = pq.read_table(path)
     except (pa.ArrowInvalid, OSError) as e:

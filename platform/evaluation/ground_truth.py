@@ -13,6 +13,8 @@ What COCOeval(bbox) uses from an annotation file, and how it is kept here:
 
 Where pycocotools would crash or silently mis-evaluate, :func:`load_ground_truth` raises
 :class:`~sparse_rcnn.platform.errors.InputError` (a ValueError) naming the offending entry instead.
+Files are decoded by :mod:`.coco_json`; the standard library reads what that refuses, so both
+readers accept the same files and the messages name the entry as before.
 """
 
 from __future__ import annotations
@@ -24,6 +26,11 @@ from pathlib import Path
 import numpy as np
 
 from sparse_rcnn.platform.errors import InputError, MissingFileError
+from sparse_rcnn.platform.evaluation.coco_json import (
+    InstanceColumns,
+    decode_instances,
+    mapped,
+)
 from sparse_rcnn.platform.evaluation.json_columns import int_column
 
 
@@ -81,11 +88,21 @@ def load_ground_truth(source: GroundTruth | dict | str | Path) -> GroundTruth:
             raise MissingFileError(f"ground truth {path} is a directory; give the COCO JSON file")
         if not path.is_file():
             raise MissingFileError(f"ground-truth file not found: {path}")
+        with mapped(path) as data:
+            columns = decode_instances(data)
+        if columns is not None:
+            return _from_columns(columns, name)
+        # Not plainly typed: the standard library reads it, and accepts it or says what is wrong.
         try:
             with open(path) as f:
                 source = json.load(f)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise InputError(f"{name}: not valid JSON ({e})") from e
+    return _from_dict(source, name)
+
+
+def _from_dict(source: object, name: str) -> GroundTruth:
+    """Check the types of a parsed COCO instances object, then :func:`_validated`."""
     if not isinstance(source, dict):
         raise InputError(f"{name}: expected a COCO annotation object, got {type(source).__name__}")
     for key in ("images", "annotations", "categories"):
@@ -108,6 +125,34 @@ def load_ground_truth(source: GroundTruth | dict | str | Path) -> GroundTruth:
     raw_img = int_column(raw["image_id"], "image_id", annotation)
     raw_cat = int_column(raw["category_id"], "category_id", annotation)
     ann_id = int_column(raw["id"], "id", annotation)
+    return _validated(image_ids, category_ids, raw_img, raw_cat, bbox, area, iscrowd, ann_id, name)
+
+
+def _from_columns(c: InstanceColumns, name: str) -> GroundTruth:
+    """:func:`_validated` of typed columns (:func:`.coco_json.decode_instances`); the checks
+    and their order are those of :func:`_from_dict` less the type checks decoding did."""
+    image_ids = _sorted_unique(c.image_ids, "images", name)
+    category_ids = _sorted_unique(c.category_ids, "categories", name)
+    return _validated(
+        image_ids, category_ids, c.ann_image_id, c.ann_category_id, c.bbox, c.area.copy(),
+        c.iscrowd, c.ann_id, name,
+    )  # fmt: skip
+
+
+def _validated(
+    image_ids: np.ndarray,
+    category_ids: np.ndarray,
+    raw_img: np.ndarray,
+    raw_cat: np.ndarray,
+    bbox: np.ndarray,
+    area: np.ndarray,
+    iscrowd: np.ndarray,
+    ann_id: np.ndarray,
+    name: str,
+) -> GroundTruth:
+    """The :class:`GroundTruth` of typed annotation columns (file order), after the checks
+    that need the whole file: finite boxes, unique non-zero annotation ids, listed images and
+    categories. ``area`` NaN (absent) becomes the box area, in place."""
     if not np.isfinite(bbox).all():
         k = int(np.flatnonzero(~np.isfinite(bbox).all(axis=1))[0])
         raise InputError(f"{name}: annotations[{k}] has a non-finite bbox {bbox[k].tolist()}")
@@ -134,6 +179,11 @@ def _unique_ids(entries: list, key: str, name: str) -> np.ndarray:
     except (KeyError, TypeError) as e:
         raise InputError(f"{name}: every entry of '{key}' needs an integer 'id'") from e
     ids = int_column(raw, "id", lambda i: f"{name}: {key}[{i}]")
+    return _sorted_unique(ids, key, name)
+
+
+def _sorted_unique(ids: np.ndarray, key: str, name: str) -> np.ndarray:
+    """(N,) sorted ``ids`` of the entries of ``key``; a repeated id raises ValueError."""
     uniq, counts = np.unique(ids, return_counts=True)
     if len(uniq) != len(ids):
         raise InputError(f"{name}: duplicate id {int(uniq[counts > 1][0])} in '{key}'")

@@ -23,9 +23,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import sparse
 
 from sparse_rcnn.platform.errors import InputError
+from sparse_rcnn.platform.evaluation.count_matrix import CountMatrix
 from sparse_rcnn.platform.evaluation.detections import Detections
 from sparse_rcnn.platform.evaluation.ground_truth import GroundTruth
 
@@ -58,7 +58,7 @@ class Matches:
         candidates: (C,) int64 increasing positions of detections with a pair of IoU >= 0.5.
         candidate_status: (A, T, C) int8 IGNORED / FALSE_POSITIVE / TRUE_POSITIVE per area
             range and IoU threshold (T = 10 thresholds of ``IOU_THRESHOLDS``).
-        num_gt: (A * K, N) sparse count of non-ignored ground truth per (area range, category)
+        num_gt: (A * K, N) count of non-ignored ground truth per (area range, category)
             row ``a * K + k`` and image.
         category_ids: (K,) COCO category id of each category index.
         dropped: detections on categories that the ground truth does not list (COCOeval
@@ -72,7 +72,7 @@ class Matches:
     unmatched: np.ndarray
     candidates: np.ndarray
     candidate_status: np.ndarray
-    num_gt: sparse.csr_matrix
+    num_gt: CountMatrix
     category_ids: np.ndarray
     dropped: int
 
@@ -151,7 +151,7 @@ def match_detections(gt: GroundTruth, dets: Detections, max_det: int) -> Matches
     a, g = np.nonzero(~gig)  # non-ignored ground truth per area range
     rows = a * n_cat + gt.category[gorder][g]
     shape = (len(AREA_RANGES) * n_cat, n_img)
-    num_gt = sparse.coo_matrix((np.ones(len(a)), (rows, gt.image[gorder][g])), shape).tocsr()
+    num_gt = CountMatrix.from_pairs(rows, gt.image[gorder][g], shape)
     dropped = int((~known).sum())
     return Matches(
         img, cat, rank, score, unmatched, cand, cand_status, num_gt, gt.category_ids, dropped
@@ -165,21 +165,33 @@ def _orders(
 
     The accumulation order sorts by (category, -score, image, input position); ranks follow
     (-score, input position) within an (image, category), as pycocotools' stable sorts do.
-    Scores are replaced by their dense rank so that each order is one stable integer sort
-    (about twice as fast as ``np.lexsort`` on the float keys).
+    Built as a chain of stable sorts, least significant key first, so that the image and
+    category keys go through numpy's radix sort (:func:`_stable_argsort`) and only the scores
+    through a comparison sort.
     """
-    by_score = np.argsort(-score)
-    s = score[by_score]
-    dense = np.empty(len(score), np.int64)
-    dense[by_score] = np.cumsum(np.r_[True, s[1:] != s[:-1]]) - 1 if len(s) else 0
-    n_ranks = int(dense.max()) + 1 if len(s) else 1
-    acc = np.argsort((cat * n_ranks + dense) * n_img + img, kind="stable")
-    group = np.argsort((img * n_cat + cat) * n_ranks + dense, kind="stable")
+    by_img = _stable_argsort(img, n_img)  # (image, position)
+    by_score = by_img[np.argsort(-score[by_img], kind="stable")]  # (-score, image, position)
+    acc = by_score[_stable_argsort(cat[by_score], n_cat)]  # (category, -score, image, position)
+    # A stable sort by image of the accumulation order: (image, category, -score, position).
+    group = acc[_stable_argsort(img[acc], n_img)]
     gkey = (img * n_cat + cat)[group]
     first = np.r_[True, gkey[1:] != gkey[:-1]] if len(gkey) else np.zeros(0, bool)
     rank = np.empty(len(score), np.int64)
     rank[group] = np.arange(len(gkey)) - np.flatnonzero(first)[np.cumsum(first) - 1]
     return acc, rank
+
+
+def _stable_argsort(keys: np.ndarray, n_values: int) -> np.ndarray:
+    """``np.argsort(keys, kind="stable")`` of ints in ``[0, n_values)``.
+
+    Keys that fit 8 or 16 bits are cast so that numpy uses its radix sort: ~5x faster than its
+    merge sort of int64 keys on 500k detections.
+    """
+    if n_values <= 1 << 8:
+        keys = keys.astype(np.uint8)
+    elif n_values <= 1 << 16:
+        keys = keys.astype(np.uint16)
+    return np.argsort(keys, kind="stable")
 
 
 def _index_detections(
@@ -194,19 +206,36 @@ def _index_detections(
         raise InputError(
             f"{int((~np.isfinite(dets.bbox).all(1)).sum())} detections have a non-finite bbox"
         )
-    ids = gt.image_ids
-    img = np.searchsorted(ids, dets.image_id).clip(0, max(len(ids) - 1, 0))
-    unknown = ids[img] != dets.image_id if len(ids) else np.ones(len(dets), bool)
-    if unknown.any():
-        bad = np.unique(dets.image_id[unknown])
+    img, listed = _lookup(gt.image_ids, dets.image_id)
+    if not listed.all():
+        bad = np.unique(dets.image_id[~listed])
         raise InputError(
-            f"{int(unknown.sum())} detections are on {len(bad)} image ids that the ground truth "
-            f"does not list, e.g. {bad[:5].tolist()}"
+            f"{int((~listed).sum())} detections are on {len(bad)} image ids that the ground "
+            f"truth does not list, e.g. {bad[:5].tolist()}"
         )
-    cids = gt.category_ids
-    cat = np.searchsorted(cids, dets.category_id).clip(0, max(len(cids) - 1, 0))
-    known = cids[cat] == dets.category_id if len(cids) else np.zeros(len(dets), bool)
-    return img.astype(np.int64), cat.astype(np.int64), known
+    cat, known = _lookup(gt.category_ids, dets.category_id)
+    return img, cat, known
+
+
+def _lookup(ids: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N,) int64 position of each value in the sorted unique ``ids`` (0 where it is not
+    there) and (N,) bool whether it is there.
+
+    Ids up to 2^22 (COCO's go to ~600k) are looked up in a table, ~10x faster than a binary
+    search per value; larger ones are searched.
+    """
+    if len(ids) == 0:
+        return np.zeros(len(values), np.int64), np.zeros(len(values), bool)
+    lo, hi = int(ids[0]), int(ids[-1])
+    if lo >= 0 and hi < 1 << 22:
+        table = np.full(hi + 1, -1, np.int64)
+        table[ids] = np.arange(len(ids))
+        inside = (values >= 0) & (values <= hi)
+        pos = table[np.where(inside, values, 0)]
+        found = inside & (pos >= 0)
+        return np.where(found, pos, 0), found
+    pos = np.searchsorted(ids, values).clip(0, len(ids) - 1)
+    return pos.astype(np.int64), ids[pos] == values
 
 
 def _greedy_match(
@@ -253,13 +282,15 @@ def _greedy_match(
     # pycocotools starts each search at min(t, 1 - 1e-10); no pair below the lowest can match.
     thr = np.minimum(IOU_THRESHOLDS, 1 - 1e-10)
     keep = np.flatnonzero(iou >= thr[0])
-    candidates = np.unique(pdet[keep])
+    is_candidate = np.bincount(pdet[keep], minlength=len(key)) > 0  # a linear-time unique
+    candidates = np.flatnonzero(is_candidate)
     match = np.full((n_area, n_thr, len(candidates)), -1, np.int32)
     if len(keep) == 0:
         return candidates, match
     # Candidate pairs by (rank, detection, gt): one step per rank, one block per detection.
     keep = keep[np.argsort(rank[pdet[keep]], kind="stable")]
-    pdet, pgt, iou = np.searchsorted(candidates, pdet[keep]), pgt[keep], iou[keep]
+    candidate_of = np.cumsum(is_candidate) - 1  # detection -> its index in candidates
+    pdet, pgt, iou = candidate_of[pdet[keep]], pgt[keep], iou[keep]
     new_block = np.r_[True, pdet[1:] != pdet[:-1]]
     bstart = np.flatnonzero(new_block)
     bdet = pdet[bstart]

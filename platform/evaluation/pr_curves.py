@@ -58,7 +58,7 @@ def precision_recall(acc: CocoAccumulator, iou: float) -> PrecisionRecall:
         raise ValueError(f"iou must be one of {IOU_THRESHOLDS.round(2).tolist()}, got {iou}")
     m = acc.matches
     k_all = len(m.category_ids)
-    npig = np.asarray(m.num_gt[:k_all].sum(axis=1)).ravel().astype(np.int64)  # area "all"
+    npig = m.num_gt.row_sums()[:k_all]  # area "all"
     status = m.status(0)[hits[0]]  # (D,)
     keep = (m.rank < AP_MAX_DETS) & (status != IGNORED)
     cat, st = m.category[keep], status[keep]

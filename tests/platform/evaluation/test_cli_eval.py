@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -160,3 +162,36 @@ def test_eval_refuses_non_integer_ids_in_the_ground_truth(tmp_path, capsys, wher
     dets.write_text(json.dumps([DET]))
     assert main(["eval", "--gt", str(gt), "--detections", str(dets)]) == 2
     assert capsys.readouterr().err == f"sparse-rcnn eval: error: {gt}: {message}\n"
+
+
+FRAMEWORKS = {"torch", "torchvision", "ray", "mlflow"}
+
+
+@pytest.mark.parametrize(
+    ("extra", "not_imported"),
+    [
+        ([], FRAMEWORKS | {"scipy", "pyarrow"}),  # scipy only for bootstrap batches
+        (["--bootstrap", "5", "--compare", "DETS"], FRAMEWORKS | {"pyarrow"}),
+    ],
+)
+def test_eval_in_a_fresh_interpreter_imports_no_framework(tmp_path, extra, not_imported):
+    """``sparse-rcnn eval`` of JSON files starts without torch, Ray or MLflow (whose imports
+    alone take longer than the whole evaluation); without --bootstrap, without scipy too."""
+    gt, dets = tmp_path / "gt.json", tmp_path / "dets.json"
+    gt.write_text(json.dumps(GT))
+    dets.write_text(json.dumps([DET, {**DET, "image_id": 1, "score": 0.5}]))
+    code = (
+        "import json, sys\n"
+        "from sparse_rcnn.platform.cli.main import main\n"
+        "rc = main(sys.argv[1:])\n"
+        "print(json.dumps([rc, sorted({m.split('.')[0] for m in sys.modules})]))"
+    )
+    argv = ["eval", "--gt", str(gt), "--detections", str(dets)]
+    argv += [str(dets) if a == "DETS" else a for a in extra]
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *argv], capture_output=True, text=True, check=True
+    )
+    rc, modules = json.loads(proc.stdout.splitlines()[-1])
+    assert rc == 0
+    assert "msgspec" in modules  # the JSON files went through the typed decoder
+    assert not_imported.isdisjoint(modules), sorted(not_imported & set(modules))
