@@ -172,7 +172,10 @@ def run_training(
         log.info(
             "rank %d resumed after epoch %d (iteration %d)", dist.rank, resumed_from, iteration
         )
-    ddp = DistributedDataParallel(model) if dist.distributed else model
+    ddp = model
+    if dist.distributed:  # one device per process; on CUDA, DDP's buckets live on that device
+        ids = [dist.device.index] if dist.device.type == "cuda" else None
+        ddp = DistributedDataParallel(model, device_ids=ids)
     ddp.train()
 
     sched = spec.schedule
