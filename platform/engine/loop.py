@@ -30,7 +30,7 @@ from sparse_rcnn.platform.engine.distributed import DistContext
 from sparse_rcnn.platform.engine.eval_pictures import log_evaluation_pictures
 from sparse_rcnn.platform.engine.evaluate import evaluate_dataset
 from sparse_rcnn.platform.engine.schedule import lr_factor
-from sparse_rcnn.platform.engine.train_step import train_step
+from sparse_rcnn.platform.engine.train_step import StepResult, train_step
 from sparse_rcnn.platform.errors import PlatformError
 from sparse_rcnn.platform.evaluation.detections import Detections
 from sparse_rcnn.platform.spec.job import JobSpec
@@ -180,7 +180,7 @@ def run_training(
 
     sched = spec.schedule
     metrics: dict[str, float] = dict(ckpt.get("metrics", {})) if ckpt else {}
-    last_loss = float("nan")
+    last_step: StepResult | None = None  # read once per epoch, for the epoch line
     for epoch in range(start_epoch, sched.epochs):
         loader.batch_sampler.set_epoch(epoch)
         window_start, window_images = time.perf_counter(), 0
@@ -194,21 +194,23 @@ def run_training(
                 group["lr"] = lr
             targets = [Target(t["boxes"].to(dist.device), t["labels"].to(dist.device))
                        for t in batch.targets]  # fmt: skip
-            result = train_step(
+            last_step = train_step(
                 ddp, criterion, optimizer, batch.images.to(dist.device), batch.image_sizes,
                 targets, dist, opt_spec.clip_grad_norm, spec.precision, iteration,
             )  # fmt: skip
             iteration += 1
-            last_loss = result.loss
             window_images += len(batch.targets) * dist.world_size
             if iteration % spec.mlflow.log_interval == 0:
-                elapsed = time.perf_counter() - window_start
+                # The logging step's values (not a mean over the interval), read in one
+                # transfer; the steps between stay free of host syncs except the finite check.
+                values = last_step.read()
+                elapsed = time.perf_counter() - window_start  # after the read: work finished
                 logger.log_metrics(
                     {
-                        "train/loss": result.loss,
-                        **{f"train/{k}": v for k, v in result.terms.items()},
+                        "train/loss": values.loss,
+                        **{f"train/{k}": v for k, v in values.terms.items()},
                         "train/lr": lr,
-                        "train/grad_norm": result.grad_norm,
+                        "train/grad_norm": values.grad_norm,
                         "train/images_per_s": window_images / max(elapsed, 1e-9),
                         "train/epoch": epoch,
                         **_memory_metrics(dist.device),
@@ -241,6 +243,7 @@ def run_training(
             epoch_metrics["eval_epoch"] = epoch + 1  # marks the reports that evaluated
         epoch_metrics.update(metrics)
         if dist.is_main:
+            last_loss = last_step.loss if last_step is not None else float("nan")
             print(epoch_line(epoch + 1, sched.epochs, iteration, last_loss,
                              metrics if evaluated else None), flush=True)  # fmt: skip
         checkpoint = None
