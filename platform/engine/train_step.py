@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from sparse_rcnn.models.criterion import SetCriterion, Target, total_loss
+from sparse_rcnn.models.detector import DetectorOutput, StageOutput
 from sparse_rcnn.models.matcher import NonFiniteCostError
 from sparse_rcnn.platform.engine.distributed import DistContext
 
@@ -75,6 +76,13 @@ def autocast_for(device: torch.device, precision: str):
     return contextlib.nullcontext()
 
 
+def _float32(outputs: DetectorOutput) -> DetectorOutput:
+    """The detector's outputs in float32: under bf16 autocast the heads return bf16 logits and
+    boxes, and the focal, L1 and GIoU sums are taken in float32 (as AMP training keeps losses)."""
+    stages = [StageOutput(s.logits.float(), s.boxes.float()) for s in outputs.stages]
+    return DetectorOutput(stages, outputs.whwh.float())
+
+
 def train_step(
     model: nn.Module,
     criterion: SetCriterion,
@@ -96,7 +104,7 @@ def train_step(
     try:
         with autocast_for(images.device, precision):
             outputs = model(images, image_sizes)
-        losses = criterion(outputs, targets, num_boxes)
+        losses = criterion(_float32(outputs), targets, num_boxes)
         loss = total_loss(losses)
         not_finite: Tensor | bool = ~torch.isfinite(loss)  # stays on the device
     except NonFiniteCostError as e:
