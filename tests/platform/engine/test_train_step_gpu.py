@@ -9,6 +9,7 @@ import math
 import os
 import socket
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -28,6 +29,7 @@ pytestmark = [
     ),
 ]
 
+REPO = Path(__file__).resolve().parents[3]
 CFG = PRESETS["tiny"].replace(num_proposals=6, num_stages=2, norm_eval=True, frozen_stages=1)
 
 
@@ -89,7 +91,7 @@ def test_host_syncs_of_a_cuda_step(capsys):
                 warnings.simplefilter("always")
                 train_step(model, crit, opt, images, sizes, targets, ctx, 1.0, "bf16", step)
             per_step.append(collections.Counter(
-                f"{os.path.relpath(w.filename)}:{w.lineno}" for w in caught
+                f"{os.path.relpath(os.path.realpath(w.filename), REPO)}:{w.lineno}" for w in caught
                 if "synchroniz" in str(w.message)
             ))  # fmt: skip
     finally:

@@ -8,10 +8,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from mlflow.tracking import MlflowClient
 
-from sparse_rcnn.platform.orchestration.train import run_job
-from sparse_rcnn.platform.spec.load import load_job_spec
+pytest.importorskip("ray", reason="needs Ray (a lent GPU machine may have torch alone)")
+pytest.importorskip("mlflow", reason="needs MLflow (a lent GPU machine may have torch alone)")
+
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+from sparse_rcnn.platform.orchestration.train import run_job  # noqa: E402
+from sparse_rcnn.platform.spec.load import load_job_spec  # noqa: E402
 
 pytestmark = [
     pytest.mark.gpu,
