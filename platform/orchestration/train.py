@@ -136,7 +136,9 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any]:
     if spec.scaling.use_gpu and torch.cuda.is_available():
         device = ray.train.torch.get_device()
     dist = DistContext.current(device)
-    logger = RunLogger(config["tracking_uri"], config["run_id"]) if dist.is_main else None
+    logger = None
+    if dist.is_main:  # a restart replays steps the run may hold already: each written once
+        logger = RunLogger(config["tracking_uri"], config["run_id"], write_once=True)
     try:
         result = run_training(spec, paths, RayReporter(), logger, dist)
     except NonFiniteLossError as e:

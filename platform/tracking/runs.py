@@ -114,27 +114,31 @@ class RunLogger:
     """Rank 0's view of the run: batched metrics, evaluation metrics at step = epoch,
     detections and checkpoints as artifacts. Implements the engine's ``MetricsLogger``.
 
-    Every metric (and every image key) is written at most once per step, across restarts too.
-    A worker-group restart resumes from the last committed checkpoint, which can be older than
-    what the run already holds: the engine logs an epoch's evaluation before
-    ``reporter.report`` commits that epoch's checkpoint, and every iteration after the
-    checkpoint is trained and logged again. MLflow cannot update or delete a logged value (a
-    second one at the same step is appended and plotted beside it), so this logger drops
-    values instead: per metric key it learns the last step the run holds (one
-    ``get_metric_history`` the first time it writes a key the run already has; images: one
-    listing of ``images/``), and skips any value at a step up to that one. The values kept are
-    those logged first; a ``deterministic`` run reproduces them on the re-run, otherwise they
-    differ from the re-run by non-deterministic kernels' noise only.
+    ``write_once`` (the training worker's logger): every metric, and every image key, is
+    written at most once per step, across restarts too. A worker-group restart resumes from
+    the last committed checkpoint, which can be older than what the run already holds: the
+    engine logs an epoch's evaluation before ``reporter.report`` commits that epoch's
+    checkpoint, and every iteration after the checkpoint is trained and logged again. MLflow
+    cannot update or delete a logged value (a second one at the same step is appended and
+    plotted beside it), so this logger drops values instead: per metric key it learns the last
+    step the run holds (one ``get_metric_history`` the first time it writes a key the run
+    already has; images: one listing of ``images/``), and skips any value at a step up to that
+    one. The values kept are those logged first; a ``deterministic`` run reproduces them on the
+    re-run, otherwise they differ from the re-run by non-deterministic kernels' noise only.
+    Without ``write_once`` a value logged again at a step is appended, and MLflow shows the
+    newest as the metric's latest (a study report's summary at step 0 is updated that way).
     """
 
-    def __init__(self, uri: str, run_id: str):
-        self.uri, self.run_id = uri, run_id
+    def __init__(self, uri: str, run_id: str, write_once: bool = False):
+        self.uri, self.run_id, self.write_once = uri, run_id, write_once
         self.client = client(uri)
         self._existing: set[str] | None = None  # metric keys the run had when first written to
         self._last_step: dict[str, int] = {}  # per metric key: the last step the run holds
         self._image_steps: dict[str, int] | None = None  # per image file key, the same
 
     def _last_logged(self, key: str) -> int:
+        if not self.write_once:
+            return -1
         if key not in self._last_step:
             if self._existing is None:
                 self._existing = set(self.client.get_run(self.run_id).data.metrics)
@@ -145,8 +149,8 @@ class RunLogger:
         return self._last_step[key]
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        """``metrics`` at ``step``; a key the run already holds at this or a later step is
-        skipped (see the class doc)."""
+        """``metrics`` at ``step``; with ``write_once``, a key the run already holds at this or
+        a later step is skipped (see the class doc)."""
         import time
 
         ts = int(time.time() * 1000)
@@ -161,8 +165,8 @@ class RunLogger:
     def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         """Evaluation metrics at step ``epoch``. A metric that does not exist for this run is
         not logged: COCO's -1 ("no object of this size", e.g. APl on small-object data) and NaN
-        would otherwise plot as real values. An epoch already logged (before a restart) is not
-        logged again."""
+        would otherwise plot as real values. With ``write_once``, an epoch already logged
+        (before a restart) is not logged again."""
         kept = {names.EVAL_PREFIX + k: v for k, v in metrics.items() if math.isfinite(v) and v >= 0}
         if kept:
             self.log_metrics(kept, step=epoch)
@@ -180,13 +184,14 @@ class RunLogger:
 
     def log_image(self, image: Any, key: str, step: int) -> None:
         """An (H, W, 3) uint8 image (or PIL image) under ``key`` at ``step`` (the epoch for
-        evaluation pictures), so the UI's image view steps through epochs. Skipped when the run
-        already holds an image of ``key`` at this or a later step (see the class doc)."""
+        evaluation pictures), so the UI's image view steps through epochs. With ``write_once``,
+        skipped when the run already holds an image of ``key`` at this or a later step."""
         file_key = key.replace("/", "~")  # how MLflow 3 names the file: images/KEY+step+N+...
-        if step <= self._logged_image_steps().get(file_key, -1):
+        if self.write_once and step <= self._logged_image_steps().get(file_key, -1):
             return
         self.client.log_image(self.run_id, image, key=key, step=step)
-        self._image_steps[file_key] = step
+        if self._image_steps is not None:
+            self._image_steps[file_key] = step
 
     def _logged_image_steps(self) -> dict[str, int]:
         """``{file key: last step}`` of the run's stepped images, listed once. A file name not

@@ -122,11 +122,11 @@ def test_a_restart_logs_each_epoch_and_iteration_once(tmp_path, make_spec, small
     spec = make_spec(deterministic=True, **{"schedule.epochs": 3})
     with pytest.raises(RuntimeError, match="before the checkpoint"):
         run_training(spec, small_data, CrashBeforeCommit(tmp_path / "ck", epoch=1),
-                     RunLogger(uri, run_id))  # fmt: skip
+                     RunLogger(uri, run_id, write_once=True))  # fmt: skip
     c = MlflowClient(uri)
     assert [m.step for m in c.get_metric_history(run_id, "val/AP")] == [1, 2]  # 2: uncommitted
     resumed = run_training(spec, small_data, LocalReporter(tmp_path / "ck"),
-                           RunLogger(uri, run_id))  # fmt: skip
+                           RunLogger(uri, run_id, write_once=True))  # fmt: skip
     assert resumed.resumed_from_epoch == 0 and resumed.iterations == 3 * 4
 
     ap = c.get_metric_history(run_id, "val/AP")

@@ -49,14 +49,14 @@ def test_a_restarted_logger_writes_each_step_once(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     run_id = create_run(uri, "restart", "r", {"a": 1})
-    first = RunLogger(uri, run_id)
+    first = RunLogger(uri, run_id, write_once=True)
     for step in range(1, 7):
         first.log_metrics({"train/loss": 10.0 - step, "train/lr": 0.1}, step)
     first.log_epoch(1, {"AP": 0.1})
     first.log_epoch(2, {"AP": 0.2, "APl": -1.0})
     first.log_image(np.zeros((8, 8, 3), np.uint8), names.IMAGE_DETECTIONS, 2)
     # The crash; the restart resumes after epoch 1, i.e. after train step 4.
-    resumed = RunLogger(uri, run_id)
+    resumed = RunLogger(uri, run_id, write_once=True)
     for step in range(5, 10):
         resumed.log_metrics({"train/loss": 100.0 + step, "train/lr": 0.1}, step)
     resumed.log_epoch(2, {"AP": 0.25, "APl": 0.5})
@@ -88,3 +88,15 @@ def test_eval_history_keeps_one_point_per_epoch_the_last(tmp_path, monkeypatch):
                             (1, 0.15, 2500)]:  # fmt: skip
         c.log_metric(run_id, "val/AP", value, timestamp=ts, step=step)
     assert eval_history(uri, run_id, ("AP",)) == {"AP": [[1.0, 0.15], [2.0, 0.25], [3.0, 0.3]]}
+
+
+def test_without_write_once_a_value_logged_again_becomes_the_latest(tmp_path, monkeypatch):
+    """A study report re-logs its summary at step 0 when it is rewritten (resumed study); the
+    parent run must show the new numbers."""
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run_id = create_run(uri, "summary", "r", {"a": 1})
+    RunLogger(uri, run_id).log_metrics({"study/sigma": 1.0}, step=0)
+    RunLogger(uri, run_id).log_metrics({"study/sigma": 2.0}, step=0)
+    c = MlflowClient(uri)
+    assert c.get_run(run_id).data.metrics["study/sigma"] == 2.0
