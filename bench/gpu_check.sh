@@ -101,7 +101,8 @@ cat "$ENV_TXT"
 NOCONF=()
 "$PY" -c 'import pydantic' >/dev/null 2>&1 || NOCONF=(--noconftest)
 part "pytest gpu engine" 120 "$TESTS_LOG" "$PY" -m pytest -m gpu -p no:cacheprovider -q \
-    ${NOCONF[@]+"${NOCONF[@]}"} tests/platform/engine/test_train_step_gpu.py
+    ${NOCONF[@]+"${NOCONF[@]}"} tests/platform/engine/test_train_step_gpu.py \
+    tests/platform/engine/test_loop_gpu.py
 
 # 2. Model speed, R-50 1x at 800x1333 (batch 2 per step, inference 1 image), most wanted first.
 BENCH=("$PY" -m bench.model_step --device "$DEVICE" --out "$ROWS")

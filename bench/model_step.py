@@ -50,7 +50,7 @@ def make_batch(n: int, h: int, w: int, device: str, seed: int = 0):
         Target(boxes[i].to(device), torch.randint(0, 80, (8,), generator=g).to(device))
         for i in range(n)
     ]
-    return images.to(device), torch.tensor([[h, w]] * n), targets
+    return images.to(device), torch.tensor([[h, w]] * n, device=device), targets
 
 
 def _sync(device: str) -> None:

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
+from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 
 from sparse_rcnn.models.criterion import SetCriterion, Target
@@ -23,7 +24,7 @@ from sparse_rcnn.models.detector import SparseRCNN
 from sparse_rcnn.platform.checkpoints.native import load_backbone_weights, load_model
 from sparse_rcnn.platform.data.augment import InputSizes
 from sparse_rcnn.platform.data.coco import CocoDetection
-from sparse_rcnn.platform.data.loader import build_train_loader
+from sparse_rcnn.platform.data.loader import Batch, build_train_loader
 from sparse_rcnn.platform.data.prepare import DatasetPaths
 from sparse_rcnn.platform.engine import faults
 from sparse_rcnn.platform.engine.distributed import DistContext
@@ -151,7 +152,7 @@ def run_training(
     loader = build_train_loader(
         train_ds, spec.batch_size_per_worker, data_seed=seeds["data_order"], rank=dist.rank,
         world_size=dist.world_size, num_workers=spec.dataset.loader_workers,
-        size_divisor=model.cfg.size_divisor,
+        size_divisor=model.cfg.size_divisor, pin_memory=dist.device.type == "cuda",
     )  # fmt: skip
     criterion = SetCriterion(model.cfg)
     opt_spec = spec.optimizer
@@ -192,11 +193,10 @@ def run_training(
             )  # fmt: skip
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            targets = [Target(t["boxes"].to(dist.device), t["labels"].to(dist.device))
-                       for t in batch.targets]  # fmt: skip
+            images, image_sizes, targets = batch_to_device(batch, dist.device)
             last_step = train_step(
-                ddp, criterion, optimizer, batch.images.to(dist.device), batch.image_sizes,
-                targets, dist, opt_spec.clip_grad_norm, spec.precision, iteration,
+                ddp, criterion, optimizer, images, image_sizes, targets, dist,
+                opt_spec.clip_grad_norm, spec.precision, iteration,
             )  # fmt: skip
             iteration += 1
             window_images += len(batch.targets) * dist.world_size
@@ -259,6 +259,19 @@ def run_training(
             }
         reporter.report(epoch_metrics, checkpoint)
     return RunResult(sched.epochs - start_epoch, iteration, metrics, resumed_from)
+
+
+def batch_to_device(batch: Batch, device: torch.device) -> tuple[Tensor, Tensor, list[Target]]:
+    """``(images (B, 3, H, W), image_sizes (B, 2), targets)`` of ``batch`` on ``device``. The
+    copies are queued, not waited for: a blocking copy to the GPU first waits for all its
+    queued work (a host sync); a non-blocking one from the loader's pinned batches (on CUDA)
+    is only queued on the stream."""
+
+    def to(t: Tensor) -> Tensor:
+        return t.to(device, non_blocking=True)
+
+    targets = [Target(to(t["boxes"]), to(t["labels"])) for t in batch.targets]
+    return to(batch.images), to(batch.image_sizes), targets
 
 
 def epoch_line(

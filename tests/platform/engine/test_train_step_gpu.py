@@ -42,7 +42,7 @@ def batch(n: int, device: torch.device | str, seed: int = 0):
         xy = torch.rand(m, 2, generator=g) * 60
         boxes = torch.cat([xy, xy + 20 + torch.rand(m, 2, generator=g) * 30], 1)
         targets.append(Target(boxes.to(device), torch.randint(0, 80, (m,), generator=g).to(device)))
-    return images.to(device), torch.tensor([[96, 128]] * n), targets
+    return images.to(device), torch.tensor([[96, 128]] * n, device=device), targets
 
 
 def _model(device) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
@@ -76,7 +76,8 @@ def test_host_syncs_of_a_cuda_step(capsys):
     Python line that made it. The platform's code synchronises once per step (the finite check
     in DistContext.any). The model's own are printed, not bounded: per stage and image the
     Hungarian matching's cost matrix out and its indices back, per stage and FPN level a
-    ``nonzero`` in the RoI level assignment, the image sizes' copy to the device."""
+    ``nonzero`` in the RoI level assignment. Inputs are on the GPU already, as the loop puts
+    them there (``batch_to_device``, tested in test_loop_gpu.py)."""
     ctx = DistContext.current("cuda")
     model, opt = _model(ctx.device)
     images, sizes, targets = batch(2, ctx.device)
