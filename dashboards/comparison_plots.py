@@ -1,8 +1,8 @@
 """Plots of what a study concludes: the differences against the baseline (forest plot), the
 variance components of a decompose design, and the power curve for planning.
 
-Input is the analysis JSON (``Analysis.to_json()`` / ``report.json``), values in the metric's
-units (AP points for a study). Every function returns a new Figure.
+Input is the analysis JSON (``report_text.analysis_json`` / ``report.json``), values in the
+metric's units (AP points for a study). Every function returns a new Figure.
 """
 
 from __future__ import annotations

@@ -32,17 +32,15 @@ FIGURES = (
 
 
 def study_figures(
-    report: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], scale: float = 100.0
+    report: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]
 ) -> dict[str, Figure]:
-    """The six study figures by stem (see ``FIGURES``); ``scale`` takes the rows' histories
-    to the report's units (COCO fraction -> AP points)."""
+    """The six study figures by stem (see ``FIGURES``); ``rows``' histories are in the
+    report's units (AP points)."""
     metric = report.get("metric") or "AP"
     return {
         "forest": comparison_plots.forest(report),
         "seeds": seed_plots.seed_strip(report),
-        "epochs": seed_plots.epoch_curves(
-            rows, metric, scale=scale, confidence=report["confidence"]
-        ),
+        "epochs": seed_plots.epoch_curves(rows, metric, confidence=report["confidence"]),
         "trials": seed_plots.trial_intervals(report),
         "components": comparison_plots.components(report),
         "power": comparison_plots.power_curve(report),
@@ -186,9 +184,9 @@ class StudyDashboard:
 
 
 def study_dashboard(
-    report: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], title: str, scale: float = 100.0
+    report: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], title: str
 ) -> StudyDashboard:
     """Render the six figures and the page once (see ``study_figures`` / ``render_html``)."""
-    figures = study_figures(report, rows, scale)
+    figures = study_figures(report, rows)
     pngs = {stem: png_bytes(figures[stem]) for stem, _ in FIGURES}
     return StudyDashboard(render_html(report, figures, title), pngs)

@@ -1,10 +1,10 @@
 """Seed-to-seed plots of a study: each seed's AP per setting, AP over epochs, and each trial's
 test-set interval beside the seed spread.
 
-Inputs are the analysis JSON (``Analysis.to_json()`` / ``report.json``: values in the metric's
-units, AP points for a study) and, for the epoch curves, the study's results rows
+Inputs are the analysis JSON (``report_text.analysis_json`` / ``report.json``: values in the
+metric's units, AP points for a study) and, for the epoch curves, the study's results rows
 (``results.parquet``: ``setting_label``, ``status``, ``eval_epochs`` and ``eval_<metric>``
-histories in COCO fractions, scaled by ``scale``). Every function returns a new Figure.
+histories, in AP points like the analysis). Every function returns a new Figure.
 """
 
 from __future__ import annotations
@@ -78,7 +78,6 @@ def epoch_curves(
     rows: Sequence[Mapping[str, Any]],
     metric: str = "AP",
     *,
-    scale: float = 100.0,
     confidence: float = 0.95,
     unit: str = "points",
 ) -> Figure:
@@ -87,7 +86,7 @@ def epoch_curves(
     (gid ``band``, at epochs with 2 or more trials).
 
     ``rows``: results rows with ``setting_label``, ``status``, ``eval_epochs`` and
-    ``eval_<metric>`` (fractions; multiplied by ``scale``).
+    ``eval_<metric>`` (in ``unit``).
     """
     # A metric that does not exist for a run (COCO's -1, e.g. APl without large objects) is not
     # logged, so its history can be shorter than the epochs: such trials are not drawn.
@@ -106,7 +105,7 @@ def epoch_curves(
         by_epoch: dict[int, list[float]] = {}
         for r in (r for r in ok if r["setting_label"] == label):
             e = np.asarray(r["eval_epochs"], dtype=np.int64)
-            v = scale * np.asarray(r[f"eval_{metric}"], dtype=np.float64)
+            v = np.asarray(r[f"eval_{metric}"], dtype=np.float64)
             ax.plot(e, v, color=colour(i), alpha=0.35, linewidth=0.9, gid="trial")
             for ep, val in zip(e.tolist(), v.tolist(), strict=True):
                 if math.isfinite(val):

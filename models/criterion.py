@@ -30,8 +30,10 @@ class Target:
 
 
 def loss_names(num_stages: int) -> list[str]:
-    """The keys of the loss dict, mmdetection 3.x style (``s{i}.loss_cls`` ...)."""
-    return [f"s{i}.{t}" for i in range(num_stages) for t in ("loss_cls", "loss_bbox", "loss_iou")]
+    """The keys of the loss dict: ``stage{i}.loss_cls`` ... (mmdetection 3.x calls them
+    ``s{i}.loss_cls``; "stage" keeps them apart from the ``s0`` of study trial keys)."""
+    terms = ("loss_cls", "loss_bbox", "loss_iou")
+    return [f"stage{i}.{t}" for i in range(num_stages) for t in terms]
 
 
 class SetCriterion:
@@ -52,14 +54,14 @@ class SetCriterion:
     def __call__(
         self, outputs: DetectorOutput, targets: list[Target], num_boxes: float
     ) -> dict[str, Tensor]:
-        """Returns weighted losses ``s{i}.loss_cls|loss_bbox|loss_iou`` (scalars with grad) and
-        ``s{i}.pos_acc`` (percent of matched proposals whose top class is right, no grad)."""
+        """Returns weighted losses ``stage{i}.loss_cls|loss_bbox|loss_iou`` (scalars with grad)
+        and ``stage{i}.pos_acc`` (percent of matched proposals whose top class is right, no
+        grad)."""
         norm = max(float(num_boxes), 1.0)
         losses: dict[str, Tensor] = {}
         for i, stage in enumerate(outputs.stages):
-            losses.update(
-                {f"s{i}.{k}": v for k, v in self._stage_loss(stage, outputs.whwh, targets, norm)}
-            )
+            terms = self._stage_loss(stage, outputs.whwh, targets, norm)
+            losses.update({f"stage{i}.{k}": v for k, v in terms})
         return losses
 
     def _stage_loss(self, stage, whwh: Tensor, targets: list[Target], norm: float):

@@ -5,9 +5,14 @@
         --json-out analysis.json --md-out analysis.md
 
 One row per run: ``setting``, ``seed``, ``value`` (or ``--metric NAME``), optional ``source``
-(all, init, data_order, augmentation, nondeterminism) and optional ``replicate`` (rows with the
+(all, init, data_order, augmentation, nondeterminism), optional ``replicate`` (rows with the
 same replicate in different settings used the same seeds and are paired; ``--paired`` /
-``--unpaired`` override). Same code path as the study report; no Ray, no MLflow.
+``--unpaired`` override) and optional ``wave`` (the wave of a sequential study that ran the
+row: each comparison is then also decided wave by wave with error spending, ``--max-seeds``,
+``--spending`` and ``--futility`` describing the design). Same code path as the study report;
+no Ray, no MLflow.
+
+    sparse-rcnn analyze waves.csv --max-seeds 20 --spending obrien_fleming
 """
 
 from __future__ import annotations
@@ -37,6 +42,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     pairing = parser.add_mutually_exclusive_group()
     pairing.add_argument("--paired", dest="paired", action="store_const", const=True)
     pairing.add_argument("--unpaired", dest="paired", action="store_const", const=False)
+    parser.add_argument(
+        "--max-seeds",
+        type=int,
+        default=None,
+        help="wave column: the study's most seeds per setting (default: the most in the table)",
+    )
+    parser.add_argument(
+        "--spending",
+        choices=("obrien_fleming", "pocock"),
+        default="obrien_fleming",
+        help="wave column: alpha spending over the waves (default obrien_fleming)",
+    )
+    parser.add_argument(
+        "--futility",
+        action="store_true",
+        help="wave column: the study also stopped comparisons for futility",
+    )
     parser.add_argument("--json-out", type=Path, default=None, help="write the analysis JSON")
     parser.add_argument("--md-out", type=Path, default=None, help="write the Markdown report")
 
@@ -62,8 +84,8 @@ def run(args: argparse.Namespace) -> int:
     _check_out(args.json_out, "--json-out")
     _check_out(args.md_out, "--md-out")
 
+    from sparse_rcnn.dashboards.report_text import analysis_json, conclusions, to_markdown
     from sparse_rcnn.platform.stats.analysis import analyze
-    from sparse_rcnn.platform.stats.render import conclusions, to_markdown
     from sparse_rcnn.platform.stats.table import read_table
 
     runs = read_table(args.table, metric=args.metric, scale=args.scale)
@@ -76,13 +98,16 @@ def run(args: argparse.Namespace) -> int:
             baseline=args.baseline,
             paired=args.paired,
             name=str(args.table),
+            max_seeds=args.max_seeds,
+            spending=args.spending,
+            futility=args.futility,
         )
     except ValueError as e:
         raise UserError(str(e)) from None
     for line in conclusions(result):
         print(line)
     if args.json_out is not None:
-        args.json_out.write_text(json.dumps(result.to_json(), indent=1, allow_nan=False))
+        args.json_out.write_text(json.dumps(analysis_json(result), indent=1, allow_nan=False))
         print(f"json: {args.json_out}")
     if args.md_out is not None:
         args.md_out.write_text(to_markdown(result, title=f"Analysis of {args.table.name}"))

@@ -15,6 +15,13 @@ import argparse
 import json
 from pathlib import Path
 
+from sparse_rcnn.dashboards.eval_tables import (
+    bootstrap_dict,
+    paired_dict,
+    paired_table,
+    result_dict,
+    stats_table,
+)
 from sparse_rcnn.platform.cli.main import UserError
 from sparse_rcnn.platform.errors import InputError
 from sparse_rcnn.platform.evaluation.bootstrap import bootstrap_prepared, paired_bootstrap_prepared
@@ -27,13 +34,6 @@ from sparse_rcnn.platform.evaluation.coco_eval import (
 )
 from sparse_rcnn.platform.evaluation.detections import load_detections
 from sparse_rcnn.platform.evaluation.ground_truth import GroundTruth, load_ground_truth
-from sparse_rcnn.platform.evaluation.table import (
-    bootstrap_dict,
-    paired_dict,
-    paired_table,
-    result_dict,
-    stats_table,
-)
 from sparse_rcnn.platform.output_files import atomic_write, check_output_file
 
 HELP = "COCO box AP of detections, with bootstrap confidence intervals"

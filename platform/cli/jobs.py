@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         if args.action == "list":
             listed = jobs.list_jobs(dash)
             print(jobs_table(listed) if listed else f"no submitted jobs on {dash.address}")
+            close_orphaned_runs(listed)
             return 0
         if args.action == "logs":
             if not args.follow:
@@ -76,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         if args.wait:
             info = jobs.wait(dash, args.submission_id)
             print(f"job {args.submission_id} {info.status.value}")
+            close_orphaned_runs([info])
         else:
             print(f"stop requested for job {args.submission_id}")
         return 0
@@ -83,6 +85,36 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(e)) from None
     except KeyboardInterrupt:
         return 130
+
+
+def close_orphaned_runs(listed: list) -> None:
+    """Close the MLflow runs that ended jobs left RUNNING (``tracking.orphans``), one line per
+    run; a tracking server that cannot be reached is one warning, not a failure of the list."""
+    import os
+
+    from sparse_rcnn.platform.redact import redact_uri
+    from sparse_rcnn.platform.tracking.orphans import close_runs_of_ended_jobs
+
+    by_uri: dict[str, dict[str, str]] = {}
+    for j in listed:
+        uri = (j.metadata or {}).get("tracking_uri")
+        if uri and j.submission_id and j.status.value in ("SUCCEEDED", "FAILED", "STOPPED"):
+            by_uri.setdefault(uri, {})[j.submission_id] = j.status.value
+    if not by_uri:
+        return
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")  # a dead server: seconds
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    for uri, ended in by_uri.items():
+        try:
+            closed = close_runs_of_ended_jobs(uri, ended)
+        except Exception as e:  # unreachable or refusing: the job list itself stands
+            first = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+            print(f"warning: could not check the runs on {redact_uri(uri)}: {first}",
+                  file=sys.stderr)  # fmt: skip
+            continue
+        for r in closed:
+            print(f"MLflow run {r.run_id} ({r.run_name}) was still RUNNING after job "
+                  f"{r.submission_id} ended: marked {r.status}")  # fmt: skip
 
 
 def _write(chunk: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from sparse_rcnn.platform.errors import PlatformError
@@ -48,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         top.parse_args(argv)  # prints help or the "invalid choice" error and exits
         return 2
     name, rest = argv[0], argv[1:]
+    # MLflow 3 prints "View run NAME at: URL" to stdout whenever a run on a server ends; the
+    # platform prints its own line (with the model-training view's link where it has one).
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     module = importlib.import_module(f"sparse_rcnn.platform.cli.{COMMANDS[name][0]}")
     parser = argparse.ArgumentParser(prog=f"sparse-rcnn {name}", description=module.HELP)
     module.add_arguments(parser)

@@ -34,12 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def print_report(
     study_id: str, replicates: int | None = None, log: bool = True, html: Path | None = None
 ) -> None:
+    from sparse_rcnn.dashboards.console_text import ui_command
     from sparse_rcnn.platform.cli.main import UserError
     from sparse_rcnn.platform.orchestration.study import StudyError
     from sparse_rcnn.platform.orchestration.study_report import write_report
     from sparse_rcnn.platform.output_files import atomic_write
     from sparse_rcnn.platform.tracking.names import ARTIFACT_REPORT_HTML as REPORT_HTML
-    from sparse_rcnn.platform.tracking.report import ui_command
 
     try:
         report, md = write_report(study_id, replicates=replicates, log=log)

@@ -64,11 +64,11 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     prepare_console(args.address, args.verbose)
+    from sparse_rcnn.dashboards.console_text import print_outcome
     from sparse_rcnn.platform.cli.main import UserError
     from sparse_rcnn.platform.orchestration.cluster import ResourceError
     from sparse_rcnn.platform.orchestration.console import quiet_console, shut_down_ray
     from sparse_rcnn.platform.orchestration.train import JobFailed, JobInterrupted, run_job
-    from sparse_rcnn.platform.tracking.report import print_outcome
 
     try:
         with quiet_console(args.verbose):  # until the outcome is printed (Ray's log thread)

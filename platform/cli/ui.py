@@ -1,4 +1,7 @@
-"""``sparse-rcnn ui``: the MLflow UI on the embedded store, on 127.0.0.1."""
+"""``sparse-rcnn ui [STUDY_ID]``: the MLflow UI on the embedded store, on 127.0.0.1, with deep
+links into the model-training view: each experiment's runs, and a study's runs (the parent with
+its trials nested), its Overview page (the conclusions) and its report.html. Without a study id
+the newest study of the store is linked."""
 
 from __future__ import annotations
 
@@ -27,6 +30,9 @@ def port_number(text: str) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "study_id", nargs="?", help="a study to link to (default: the newest study)"
+    )
     parser.add_argument("--port", default="5000", help="1-65535 (default 5000)")
     parser.add_argument(
         "--host",
@@ -89,12 +95,115 @@ def check_can_listen(host: str, port: int) -> None:
         return
 
 
+def browser_base(host: str, port: int) -> str:
+    """The URL a browser on this machine uses for a server listening on ``host``."""
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def _study(study_id: str | None):
+    """The record of ``study_id`` (UserError naming the problem), or of the newest study in
+    the state dir; None when there is none."""
+    from sparse_rcnn.platform.cli.main import UserError
+    from sparse_rcnn.platform.errors import PlatformError
+    from sparse_rcnn.platform.orchestration.study import (
+        STUDY_FILE,
+        StudyRecord,
+        studies_root,
+        study_folder,
+    )
+
+    if study_id is not None:
+        try:
+            return StudyRecord.load(study_folder(study_id))
+        except PlatformError as e:
+            raise UserError(str(e)) from None
+    folders = [p for p in studies_root().glob("*") if (p / STUDY_FILE).is_file()]
+    for folder in sorted(folders, key=lambda p: (p / STUDY_FILE).stat().st_mtime, reverse=True):
+        try:
+            return StudyRecord.load(folder)
+        except PlatformError:  # a damaged record is not the one to link
+            continue
+    return None
+
+
+def link_lines(base: str, backend: str, record, experiments: bool = True) -> list[str]:
+    """What to open: each experiment's runs in ``backend`` (newest first, at most 8, unless
+    ``experiments`` is False) and the study's pages when ``record`` is tracked there."""
+    import logging
+
+    from mlflow import MlflowClient
+
+    from sparse_rcnn.platform.tracking import links, names
+
+    # Opening a new store logs "Creating initial MLflow database tables..." at INFO: not ours.
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    c = MlflowClient(backend)
+    lines = []
+    found = [e for e in c.search_experiments(order_by=["last_update_time DESC"])
+             if e.name != "Default"] if experiments else []  # fmt: skip
+    for e in found[:8]:
+        lines.append(f"  experiment {e.name}: {links.experiment_runs(base, e.experiment_id)}")
+    if record is not None:
+        exp = c.get_experiment_by_name(record.experiment)
+        if exp is not None:
+            eid, rid = exp.experiment_id, record.parent_run_id
+            lines += [
+                f"  study {record.study_id}: {links.study_runs(base, eid, record.study_id)}",
+                f"    conclusions: {links.run_page(base, eid, rid)}",
+                f"    report: {links.artifact(base, eid, rid, names.ARTIFACT_REPORT_HTML)}",
+            ]
+    return lines
+
+
+def _print_server_links(record) -> int:
+    """A study tracked on an MLflow server: its UI is already there; print the links on it."""
+    import os
+
+    from sparse_rcnn.platform.cli.main import UserError
+    from sparse_rcnn.platform.redact import redact_uri
+
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    base = redact_uri(record.tracking_uri)
+    try:
+        lines = link_lines(base, record.tracking_uri, record, experiments=False)
+    except Exception as e:  # unreachable, refused, no such experiment: one line
+        raise UserError(f"study {record.study_id} is tracked on {base}, which answered: "
+                        f"{str(e).splitlines()[0][:200]}") from None  # fmt: skip
+    print(f"study {record.study_id} is tracked on {base}; nothing to start here. Open:")
+    print("\n".join(lines))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     import os
     import subprocess
 
+    from sparse_rcnn.platform.cli.main import UserError
+    from sparse_rcnn.platform.redact import redact_uri
+    from sparse_rcnn.platform.tracking.store import embedded_uri
+
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow is imported
     port = port_number(args.port)
     addresses = listen_addresses(args.host)
+    record = _study(args.study_id)
+    backend = args.backend_store_uri or embedded_uri()
+    if record is not None and record.tracking_uri != backend:
+        if args.study_id is None:
+            record = None  # the newest study lives elsewhere: link only what this store has
+        elif record.tracking_uri.startswith(("http://", "https://")):
+            return _print_server_links(record)
+        elif args.backend_store_uri is None:
+            backend = record.tracking_uri
+        else:
+            raise UserError(
+                f"study {record.study_id} is tracked in {redact_uri(record.tracking_uri)}, not "
+                f"in --backend-store-uri {redact_uri(backend)}"
+            )
     check_can_listen(args.host, port)
     if not is_loopback_only(addresses):
         print(
@@ -102,9 +211,12 @@ def run(args: argparse.Namespace) -> int:
             f"{args.host}:{port} can read, change and delete every run",
             file=sys.stderr,
         )
-    cmd = server_command(port, args.host, args.backend_store_uri)
+    cmd = server_command(port, args.host, backend)
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    print(f"MLflow UI on http://{args.host}:{port} (Ctrl-C stops it)", flush=True)
+    base = browser_base(args.host, port)
+    print(f"MLflow UI on {base} (Ctrl-C stops it); open:", flush=True)
+    for line in link_lines(base, backend, record):
+        print(line, flush=True)
     try:
         code = subprocess.call(cmd, env=env)
     except KeyboardInterrupt:

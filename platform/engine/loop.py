@@ -232,7 +232,7 @@ def run_training(
                 out, refused = None, f"evaluation after epoch {epoch + 1}: {e}"
             if out is not None:
                 result_eval, dets = out
-                metrics = dict(result_eval.stats)
+                metrics = result_eval.points()  # AP points, undefined metrics left out
                 logger.log_epoch(epoch + 1, metrics)
                 log_evaluation_pictures(logger, val_ds, result_eval, dets, epoch + 1, last)
                 if last:
@@ -281,7 +281,8 @@ def epoch_line(
     epoch evaluated: an epoch without an evaluation must not repeat the previous one's AP."""
     line = f"epoch {epoch}/{epochs}: iteration {iteration}, last loss {loss:.3f}"
     if evaluation:
-        line += f", val AP {100 * evaluation['AP']:.2f} AP50 {100 * evaluation['AP50']:.2f}"
+        ap = " ".join(f"{k} {evaluation[k]:.2f}" for k in ("AP", "AP50") if k in evaluation)
+        line += f", val {ap}" if ap else ", val AP n/a"
     return line
 
 

@@ -51,6 +51,9 @@ _NUM_RECALL_THRESHOLDS = 101
 _ELEMENTS_PER_BATCH = 1 << 19
 
 
+POINTS = 100.0  # COCO fractions -> AP points
+
+
 def metric_names(max_dets: tuple[int, int, int] = COCO_MAX_DETS) -> tuple[str, ...]:
     """The 12 COCOeval(bbox) stats names in ``stats`` order; AR names follow ``max_dets``."""
     m0, m1, m2 = max_dets
@@ -93,6 +96,12 @@ class CocoEvalResult:
     def stats_array(self) -> np.ndarray:
         """(12,) float64 ``stats`` in COCOeval order."""
         return np.array(list(self.stats.values()))
+
+    def points(self) -> dict[str, float]:
+        """The metrics that exist for this evaluation, in AP points (x 100), the unit papers,
+        the report and MLflow use. COCO's -1 ("no object of this size") is left out, not
+        scaled: a metric that does not exist is not a value."""
+        return {k: POINTS * v for k, v in self.stats.items() if v >= 0}
 
 
 class CocoAccumulator:

@@ -1,4 +1,8 @@
-"""The study's results table: one row per trial, from Tune's results, as Parquet."""
+"""The study's results table: one row per trial, from Tune's results, as Parquet.
+
+Metric columns (``AP`` ... and the ``eval_AP`` ... histories) are in AP points; the file says
+so in its schema metadata (``ap_unit``). Tables written before that, in COCO fractions, are
+read back in points."""
 
 from __future__ import annotations
 
@@ -65,10 +69,15 @@ def _scalar(v: Any) -> Any:
     return v if isinstance(v, (int, float, str, bool)) else json.dumps(v)
 
 
+AP_UNIT_KEY = b"ap_unit"
+AP_UNIT = b"points"
+
+
 def write_results(rows: list[dict[str, Any]], path: str | Path) -> Path:
     """Write ``rows`` as Parquet (atomically) and return the path."""
     path = Path(path)
     table = pa.Table.from_pylist(rows)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), AP_UNIT_KEY: AP_UNIT})
     tmp = path.with_suffix(".tmp")
     pq.write_table(table, tmp)
     tmp.replace(path)
@@ -76,4 +85,14 @@ def write_results(rows: list[dict[str, Any]], path: str | Path) -> Path:
 
 
 def read_results(path: str | Path) -> list[dict[str, Any]]:
-    return pq.read_table(path).to_pylist()
+    """The rows of a results table, metrics in AP points whatever version wrote it."""
+    table = pq.read_table(path)
+    rows = table.to_pylist()
+    if (table.schema.metadata or {}).get(AP_UNIT_KEY) != AP_UNIT:  # fractions: older tables
+        for row in rows:
+            for m in METRICS:
+                if row.get(m) is not None:
+                    row[m] = 100.0 * row[m]
+                if row.get(f"eval_{m}") is not None:
+                    row[f"eval_{m}"] = [100.0 * v for v in row[f"eval_{m}"]]
+    return rows

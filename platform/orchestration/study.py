@@ -62,6 +62,7 @@ from sparse_rcnn.platform.tracking.studies import (
     mark_trial_done,
     reopen_run,
     running_trial_runs,
+    trial_params,
 )
 
 STUDY_FILE = "study.json"
@@ -256,7 +257,10 @@ def study_trial(config: dict[str, Any]) -> None:
         names.TAG_STUDY_SOURCE: plan["source"],
     }
     if found is None:
-        run_id = create_job_run(spec, uri, tags, parent_run_id=ctx["parent_run_id"])
+        run_id = create_job_run(
+            spec, uri, tags, parent_run_id=ctx["parent_run_id"], run_name=plan["run_name"],
+            extra_params=trial_params(plan),
+        )  # fmt: skip
     else:
         run_id = found[0]
         reopen_run(uri, run_id)
@@ -319,13 +323,13 @@ class StudyProgress(tune.Callback):
             if not result.get("reused"):
                 self._walls.append(float(result.get("wall_s", 0.0)))
             status = result.get("status", "?")
-            what = f"{100 * value:.2f}" if status == "ok" else status
+            what = f"{value:.2f}" if status == "ok" else status
             self._print(trials, f"{key} finished: {self.metric} {what}")
         elif "eval_epoch" in result:
             self._print(
                 trials,
                 f"{key} epoch {int(result['eval_epoch'])}: "
-                f"{self.metric} {100 * result.get(self.metric, math.nan):.2f}",
+                f"{self.metric} {result.get(self.metric, math.nan):.2f}",
             )
 
     def on_trial_error(self, iteration, trials, trial, **info):
@@ -341,7 +345,7 @@ class StudyProgress(tune.Callback):
         pending = total - done - len(running)
         finite = [v for v in self._finals.values() if math.isfinite(v)]
         span = (
-            f" | {self.metric} best {100 * max(finite):.2f} worst {100 * min(finite):.2f}"
+            f" | {self.metric} best {max(finite):.2f} worst {min(finite):.2f}"
             if finite
             else ""
         )

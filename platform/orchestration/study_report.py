@@ -28,8 +28,9 @@ from sparse_rcnn.dashboards.report_html import (
     conclusions_markdown,
     study_dashboard,
 )
+from sparse_rcnn.dashboards.report_text import analysis_json, to_markdown
 from sparse_rcnn.platform.evaluation.bootstrap import bootstrap_weights
-from sparse_rcnn.platform.evaluation.coco_eval import metric_names, prepare
+from sparse_rcnn.platform.evaluation.coco_eval import POINTS, metric_names, prepare
 from sparse_rcnn.platform.evaluation.detections import load_detections
 from sparse_rcnn.platform.orchestration.results import read_results
 from sparse_rcnn.platform.orchestration.study import (
@@ -42,16 +43,14 @@ from sparse_rcnn.platform.orchestration.train import dataset_paths
 from sparse_rcnn.platform.output_files import atomic_write
 from sparse_rcnn.platform.spec.job import JobSpec
 from sparse_rcnn.platform.stats.analysis import Analysis, analyze
-from sparse_rcnn.platform.stats.render import to_markdown
 from sparse_rcnn.platform.stats.table import Run
 from sparse_rcnn.platform.tracking import names
 from sparse_rcnn.platform.tracking.runs import RunLogger
-from sparse_rcnn.platform.tracking.studies import download_detections
+from sparse_rcnn.platform.tracking.studies import download_detections, log_study_summary
 
 REPORT_MD = "report.md"
 REPORT_JSON = "report.json"
 REPORT_HTML = names.ARTIFACT_REPORT_HTML
-POINTS = 100.0  # COCO fractions -> AP points
 BOOTSTRAP_SEED = 0  # one seed for every trial: the replicates share their image draws
 
 
@@ -95,7 +94,7 @@ def _image_replicates(
 
 
 def study_runs(rows: list[dict[str, Any]], metric: str) -> list[Run]:
-    """The study's results rows as analysis runs, values in AP points (NaN: failed)."""
+    """The study's results rows (AP points) as analysis runs (NaN: failed)."""
     runs = []
     for r in rows:
         v = r.get(metric)
@@ -104,7 +103,7 @@ def study_runs(rows: list[dict[str, Any]], metric: str) -> list[Run]:
             Run(
                 setting=r["setting_label"],
                 seed=r.get("seed"),
-                value=POINTS * float(v) if ok else math.nan,
+                value=float(v) if ok else math.nan,
                 source=r["source"],
                 replicate=r.get("replicate"),
                 key=r["trial_key"],
@@ -140,7 +139,7 @@ def study_analysis(
 
 def report_json(analysis: Analysis, rows: list[dict[str, Any]], study_id: str) -> dict[str, Any]:
     """The analysis JSON plus the study's own keys (trials, per_trial)."""
-    out = analysis.to_json()
+    out = analysis_json(analysis)
     failed_keys = {f.key for f in analysis.failed}
     failed = [
         {"trial": r["trial_key"], "status": r["status"], "error": (r.get("error") or "")[:300]}
@@ -208,7 +207,7 @@ def write_report(
     atomic_write(js, lambda f: f.write(text.encode()))
     markdown = to_markdown(analysis, title=f"Seed study {study_id}")
     atomic_write(md, lambda f: f.write(markdown.encode()))
-    dash = study_dashboard(report, rows, f"Seed study {study_id}", scale=POINTS)
+    dash = study_dashboard(report, rows, f"Seed study {study_id}")
     page, pngs = _write_dashboard(folder, dash)
     if log:
         logger = RunLogger(record.tracking_uri, record.parent_run_id)
@@ -217,7 +216,8 @@ def write_report(
         for path in pngs:
             logger.log_artifact(path, names.ARTIFACT_REPORT_FIGURES_DIR)
         logger.set_note(conclusions_markdown(report))
-        _log_summary_metrics(record, report)
+        short = {st.label: st.short_label for st in record.study().settings}
+        log_study_summary(record.tracking_uri, record.parent_run_id, report, short)
     return report, md
 
 
@@ -236,18 +236,3 @@ def _write_dashboard(folder: Path, dash: StudyDashboard) -> tuple[Path, list[Pat
         atomic_write(path, lambda f, data=data: f.write(data))
         pngs.append(path)
     return page, pngs
-
-
-def _log_summary_metrics(record: StudyRecord, report: dict[str, Any]) -> None:
-    """Headline numbers as parent-run metrics, so the MLflow UI can sort and chart studies."""
-    metrics: dict[str, float] = {}
-    p = report["power"]
-    for key in ("sigma", "seeds_per_arm_80", "seeds_per_arm_90", "mde_80"):
-        if p.get(key) is not None and math.isfinite(p[key]):
-            metrics[f"study/{key}"] = float(p[key])
-    for i, s in enumerate(report["settings"]):
-        for key in ("mean", "std"):
-            if s.get(key) is not None:
-                metrics[f"study/setting{i}_{key}"] = float(s[key])
-    if metrics:
-        RunLogger(record.tracking_uri, record.parent_run_id).log_metrics(metrics, step=0)

@@ -42,7 +42,7 @@ from sparse_rcnn.platform.spec.load import dump_spec, flatten, format_validation
 from sparse_rcnn.platform.state_dir import ENV as STATE_ENV
 from sparse_rcnn.platform.state_dir import state_dir
 from sparse_rcnn.platform.tracking import names
-from sparse_rcnn.platform.tracking.runs import RunLogger, create_run, finish_run
+from sparse_rcnn.platform.tracking.runs import RunLogger, create_run, finish_run, submission_id
 from sparse_rcnn.platform.tracking.store import (
     credential_env,
     is_local_store,
@@ -243,19 +243,28 @@ def connect_tracked(uri: str, address: str | None = None) -> None:
         )
 
 
+def ray_job_id() -> str:
+    """The id `sparse-rcnn jobs list` shows: the submission id (``ray-submit-...``) inside a
+    submitted job, else Ray's internal job id (a local driver has no submission)."""
+    return submission_id() or str(
+        os.environ.get("RAY_JOB_ID") or ray.get_runtime_context().get_job_id()
+    )
+
+
 def create_job_run(spec: JobSpec, uri: str, run_tags: dict[str, str] | None = None,
-                   parent_run_id: str | None = None) -> str:  # fmt: skip
-    """Create the job's MLflow run (RUNNING) with the resolved spec as params and artifact, the
-    seeds, Ray job id and ``run_tags`` as tags; returns its id."""
+                   parent_run_id: str | None = None, *, run_name: str | None = None,
+                   extra_params: dict[str, Any] | None = None) -> str:  # fmt: skip
+    """Create the job's MLflow run (RUNNING) with the resolved spec (and ``extra_params``) as
+    params and artifact, the seeds, Ray job id and ``run_tags`` as tags; returns its id.
+    ``run_name`` overrides the spec's (a study names trials by setting and seed)."""
     seeds = spec.seeds.resolved()
     tags = {f"{names.TAG_SEED_PREFIX}{k}": str(v) for k, v in seeds.items()}
-    job_id = os.environ.get("RAY_JOB_ID") or ray.get_runtime_context().get_job_id()
-    tags[names.TAG_RAY_JOB_ID] = str(job_id)
+    tags[names.TAG_RAY_JOB_ID] = ray_job_id()
     tags.update(run_tags or {})
     return create_run(
-        uri, spec.mlflow.experiment, spec.mlflow.run_name or spec.name,
-        params=flatten(spec.model_dump(mode="json")), tags=tags, spec_yaml=dump_spec(spec),
-        parent_run_id=parent_run_id,
+        uri, spec.mlflow.experiment, run_name or spec.mlflow.run_name or spec.name,
+        params={**flatten(spec.model_dump(mode="json")), **(extra_params or {})}, tags=tags,
+        spec_yaml=dump_spec(spec), parent_run_id=parent_run_id,
     )  # fmt: skip
 
 

@@ -106,7 +106,8 @@ def yaml_scalar(v: Any) -> str:
 
 
 def format_validation_error(e: ValidationError, source: str) -> str:
-    """One line: ``SOURCE: invalid spec: field.path: what is wrong[; other.path: ...]``."""
+    """One line: ``SOURCE: invalid spec: field.path: what is wrong[; other.path: ...]``; a check
+    across fields reads ``SOURCE: invalid spec: field: what is wrong``."""
     parts = []
     for err in e.errors():
         loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
@@ -117,7 +118,8 @@ def format_validation_error(e: ValidationError, source: str) -> str:
             msg = "required field is missing"
         elif err["type"] in _SHOW_INPUT:
             msg = f"{msg}, got {yaml_scalar(err['input'])}"
-        parts.append(f"{loc}: {msg}")
+        # A check across fields (loc empty) names its field at the start of the message.
+        parts.append(f"{loc}: {msg}" if err["loc"] else msg)
     return f"{source}: invalid spec: " + "; ".join(parts)
 
 

@@ -22,6 +22,21 @@ Randomness designs:
   noise from kernels and reduction order (the reference's own single-seed setting); ``all``
   (in the default ``sources``) varies every seed, the group comparisons and planning use.
 
+Sequential designs (``design: sequential``): each setting starts with ``seeds.initial`` seeds
+and gains ``seeds.step`` more per wave, up to ``seeds.max``; after each wave a comparison with
+the baseline is decided (different / equivalent within ``effect_size``) or stays open, with
+``spending`` (Lan-DeMets ``obrien_fleming`` or ``pocock``) keeping the error rates, and
+``futility: true`` also stopping comparisons that cannot reach "different"
+(``stats.sequential``)::
+
+    design: sequential
+    seeds: {initial: 3, step: 2, max: 20}   # waves after 3, 5, 7, ..., 19, 20 seeds
+    spending: obrien_fleming
+
+Replicate r uses nominal seed r (``wave_seeds``), so waves never repeat a seed; the study
+expands to the ``max`` replicates of every setting and the driver runs them wave by wave
+(``wave_replicates``). Sequential designs take ``randomness: all``.
+
 Pairing: with ``pairing: replicate`` (default) replicate r of every setting uses the same seeds
 (common random numbers), so settings are compared on per-replicate differences, which cancel
 the seed effects the settings share; ``pairing: none`` draws distinct seeds per setting.
@@ -41,7 +56,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 
 from sparse_rcnn.platform.names import NAME_RULE, check_name
 from sparse_rcnn.platform.spec.job import JobSpec, Number, SeedSpec
@@ -64,6 +87,38 @@ METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 RESERVED_PREFIXES = ("seeds", "name", "mlflow.run_name")
 
 
+class SequentialSeeds(BaseModel):
+    """Seeds per setting of a sequential design: a first wave, then ``step`` more per wave."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    initial: StrictInt = Field(..., ge=2, description="seeds per setting in the first wave")
+    step: StrictInt = Field(..., ge=1, description="seeds each later wave adds")
+    max: StrictInt = Field(..., ge=2, description="seeds per setting at most (the last wave)")
+
+    def cumulative(self) -> tuple[int, ...]:
+        """Seeds per setting after each wave: initial, initial + step, ..., max."""
+        return (*range(self.initial, self.max, self.step), self.max)
+
+
+def _sequential_seeds(v: dict[str, Any]) -> SequentialSeeds:
+    """``seeds: {initial, step, max}`` with one message per problem, naming the key."""
+    unknown = sorted(set(v) - {"initial", "step", "max"})
+    if unknown:
+        raise ValueError(f"seeds.{unknown[0]}: unknown key (a sequential schedule is "
+                         "{initial, step, max})")  # fmt: skip
+    lows = {"initial": 2, "step": 1, "max": 2}
+    for key, low in lows.items():
+        x = v.get(key)
+        if x is None:
+            raise ValueError(f"seeds.{key}: required in {{initial, step, max}}")
+        if isinstance(x, bool) or not isinstance(x, int) or x < low:
+            raise ValueError(f"seeds.{key} must be an integer >= {low}, got {yaml_scalar(x)}")
+    if v["max"] < v["initial"]:
+        raise ValueError(f"seeds.max must be >= seeds.initial ({v['initial']}), got {v['max']}")
+    return SequentialSeeds(**v)
+
+
 class StudySpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
@@ -72,7 +127,16 @@ class StudySpec(BaseModel):
     set: dict[str, Any] = Field(
         default_factory=dict, description="dotted-path overrides applied to every trial"
     )
-    seeds: int | list[int] = Field(4, description="a count (seeds 0..n-1) or an explicit list")
+    design: Literal["fixed", "sequential"] = Field(
+        "fixed",
+        description="fixed: every seed of every setting runs; sequential: seeds come in waves "
+        "until each comparison with the baseline is decided",
+    )
+    seeds: int | list[int] | SequentialSeeds = Field(
+        4,
+        description="a count (seeds 0..n-1) or an explicit list; sequential: "
+        "{initial, step, max} seeds per setting",
+    )
     vary: dict[str, list[Any]] = Field(
         default_factory=dict, description="dotted path -> values; the grid of settings"
     )
@@ -85,6 +149,16 @@ class StudySpec(BaseModel):
         "replicate",
         description="replicate: replicate r of every setting uses the same seeds (common random "
         "numbers, analysed paired); none: independent seeds per setting (analysed unpaired)",
+    )
+    spending: Literal["obrien_fleming", "pocock"] = Field(
+        "obrien_fleming",
+        description="sequential only: Lan-DeMets alpha spending over the waves (O'Brien-Fleming "
+        "type: almost nothing early; Pocock type: evenly)",
+    )
+    futility: StrictBool = Field(
+        False,
+        description="sequential only: also stop a comparison whose conditional power to be "
+        "found different drops below 10 % (non-binding; the error rates hold)",
     )
     metric: Literal["AP", "AP50", "AP75", "APs", "APm", "APl"] = Field(
         "AP", description="the primary metric of the report"
@@ -105,6 +179,10 @@ class StudySpec(BaseModel):
     @field_validator("seeds", mode="before")
     @classmethod
     def _seeds_are_ints(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            return _sequential_seeds(v)
+        if isinstance(v, SequentialSeeds):
+            return v
         items = v if isinstance(v, list) else [v]
         if any(isinstance(s, bool) or not isinstance(s, int) for s in items):
             raise ValueError(
@@ -119,7 +197,9 @@ class StudySpec(BaseModel):
 
     @field_validator("seeds")
     @classmethod
-    def _seeds(cls, v: int | list[int]) -> int | list[int]:
+    def _seeds(cls, v: int | list[int] | SequentialSeeds) -> int | list[int] | SequentialSeeds:
+        if isinstance(v, SequentialSeeds):
+            return v
         if isinstance(v, int):
             if v < 1:
                 raise ValueError(f"seeds must be a count >= 1 or a list, got {v}")
@@ -159,14 +239,42 @@ class StudySpec(BaseModel):
         overlap = set(self.set) & set(self.vary)
         if overlap:
             raise ValueError(f"{sorted(overlap)} appear in both set and vary")
+        sequential = isinstance(self.seeds, SequentialSeeds)
+        if self.design == "sequential" and not sequential:
+            raise ValueError(
+                f"seeds: design sequential needs seeds as {{initial, step, max}}, got "
+                f"{yaml_scalar(self.seeds)}"
+            )
+        if self.design == "fixed" and sequential:
+            raise ValueError(
+                "seeds: {initial, step, max} is for design: sequential; a fixed design takes "
+                "a count or a list"
+            )
+        if self.design == "sequential" and self.randomness != "all":
+            raise ValueError(
+                "randomness: design sequential takes randomness: all (a decompose design's "
+                "one-source groups are not compared with the baseline, so nothing would stop)"
+            )
+        # A saved spec (study.json) holds every field, so only a value other than the default
+        # is refused.
+        if self.design == "fixed" and self.spending != "obrien_fleming":
+            raise ValueError("spending: only for design: sequential")
+        if self.design == "fixed" and self.futility:
+            raise ValueError("futility: only for design: sequential")
         return self
 
     @property
     def num_seeds(self) -> int:
+        """Seeds per setting (a sequential design's most: ``seeds.max``)."""
+        if isinstance(self.seeds, SequentialSeeds):
+            return self.seeds.max
         return self.seeds if isinstance(self.seeds, int) else len(self.seeds)
 
     @property
     def seed_list(self) -> list[int]:
+        """Nominal seed of each replicate (a sequential design: 0 .. max - 1)."""
+        if isinstance(self.seeds, SequentialSeeds):
+            return list(range(self.seeds.max))
         return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
 
 
@@ -184,6 +292,7 @@ def _check_path(path: str, section: str) -> None:
 class Setting:
     index: int
     overrides: dict[str, Any]
+    short_keys: dict[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def label(self) -> str:
@@ -191,6 +300,35 @@ class Setting:
         if not self.overrides:
             return "base"
         return ",".join(f"{k}={_short(v)}" for k, v in self.overrides.items())
+
+    @property
+    def short_label(self) -> str:
+        """The label for people (run names): ``lr=0.002 num_proposals=16``, each key by its
+        shortest distinct dotted suffix; empty with no overrides."""
+        return " ".join(
+            f"{self.short_keys.get(k, k)}={_short(v)}" for k, v in self.overrides.items()
+        )
+
+
+def short_keys(paths: list[str]) -> dict[str, str]:
+    """Each dotted path by its shortest suffix that no other path shares (``optimizer.lr`` ->
+    ``lr`` unless another path also ends in ``lr``)."""
+    out = {}
+    for path in paths:
+        parts = path.split(".")
+        for n in range(1, len(parts) + 1):
+            suffix = ".".join(parts[-n:])
+            if not any(o != path and (o == suffix or o.endswith("." + suffix)) for o in paths):
+                break
+        out[path] = suffix
+    return out
+
+
+def trial_run_name(setting: Setting, source: str, seed: int) -> str:
+    """A trial's MLflow run name: ``lr=0.005 seed=3``; ``lr=0.005 init seed=3`` when the trial
+    varies one randomness source; ``init seed=2`` in a study of one setting."""
+    words = [setting.short_label, "" if source == "all" else source, f"seed={seed}"]
+    return " ".join(w for w in words if w)
 
 
 def _short(v: Any) -> str:
@@ -210,6 +348,7 @@ class TrialPlan:
     seed: int  # the trial seed (for nondeterminism: the replicate's nominal seed)
     seeds: dict[str, int]  # resolved init / data_order / augmentation
     job: dict[str, Any] = field(repr=False)  # the trial's full job spec (JSON-able)
+    run_name: str = ""  # the MLflow run name: setting and seed (``trial_run_name``)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -231,7 +370,8 @@ class Study:
 def _settings(spec: StudySpec) -> list[Setting]:
     keys = list(spec.vary)
     combos = itertools.product(*(spec.vary[k] for k in keys)) if keys else [()]
-    return [Setting(i, dict(zip(keys, c, strict=True))) for i, c in enumerate(combos)]
+    short = short_keys(keys)
+    return [Setting(i, dict(zip(keys, c, strict=True)), short) for i, c in enumerate(combos)]
 
 
 def setting_seed(spec: StudySpec, setting: int, seed: int) -> int:
@@ -242,6 +382,37 @@ def setting_seed(spec: StudySpec, setting: int, seed: int) -> int:
         return seed
     digest = hashlib.sha256(f"{seed}:setting{setting}".encode()).digest()
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+def wave_sizes(spec: StudySpec) -> tuple[int, ...]:
+    """Seeds per setting after each wave (a fixed design is one wave of all its seeds)."""
+    if isinstance(spec.seeds, SequentialSeeds):
+        return spec.seeds.cumulative()
+    return (spec.num_seeds,)
+
+
+def wave_replicates(spec: StudySpec, wave: int) -> range:
+    """The replicates (``TrialPlan.replicate``, from 0) that wave ``wave`` (from 1) runs."""
+    sizes = wave_sizes(spec)
+    if isinstance(wave, bool) or not isinstance(wave, int) or not 1 <= wave <= len(sizes):
+        raise SpecError(f"wave: study {spec.name} has waves 1..{len(sizes)}, got {wave!r}")
+    return range(sizes[wave - 2] if wave > 1 else 0, sizes[wave - 1])
+
+
+def wave_of(spec: StudySpec, replicate: int) -> int:
+    """The wave (from 1) that runs replicate ``replicate`` (from 0)."""
+    sizes = wave_sizes(spec)
+    if not 0 <= replicate < sizes[-1]:
+        raise SpecError(f"replicate: study {spec.name} has replicates 0..{sizes[-1] - 1}")
+    return next(k for k, n in enumerate(sizes, start=1) if replicate < n)
+
+
+def wave_seeds(spec: StudySpec, setting: int, wave: int) -> list[int]:
+    """The trial seeds of setting ``setting`` in wave ``wave``: replicate r's nominal seed
+    (``seed_list[r]``, r in ``wave_replicates``) through ``setting_seed``. Deterministic, and
+    no seed repeats across waves; paired by replicate, every setting gets the same ones."""
+    nominal = spec.seed_list
+    return [setting_seed(spec, setting, nominal[r]) for r in wave_replicates(spec, wave)]
 
 
 def _trial_seeds(
@@ -292,6 +463,7 @@ def build_study(spec: StudySpec, base_job: dict[str, Any], path: Path | None = N
                         seed,
                         seeds,
                         job,
+                        trial_run_name(setting, source, seed),
                     )
                 )
     return Study(spec, path, base, _settings(spec), trials)

@@ -13,9 +13,13 @@ Modules:
   validation-set share of seed variance from paired image bootstraps.
 - ``comparison`` / ``planning``: one setting against the baseline (primary test, verdict,
   simultaneous interval, new-images interval), and planning from sigma.
+- ``spending`` / ``sequential_levels`` / ``sequential`` / ``sequential_plan``: sequential
+  studies: Lan-DeMets error spending, per-look levels calibrated for estimated variance,
+  ``decide`` after each wave (different / equivalent / open; repeated confidence intervals),
+  and ``plan_sequential`` (error rates, power and average seeds against the fixed design).
 - ``analysis``: ``analyze(runs)`` -> ``results.Analysis`` (the one code path of ``sparse-rcnn
   analyze`` and the study report); ``render``: its JSON, conclusions and Markdown.
 
 Nothing here reads tracking data or configuration; every statistic is checked by simulation in
-``tests/platform/stats/test_calibration.py``.
+``tests/platform/stats/test_calibration.py`` (sequential ones in ``test_sequential.py``).
 """

@@ -19,6 +19,9 @@ Which runs answer which question:
   tests at alpha/m within +/- ``effect_size``), else ``undecided`` (with the effects the
   interval still includes, the smallest detectable effect at this n and the seeds that would
   decide it).
+- Sequential studies: when runs carry a ``wave``, ``sequential_table`` also decides each
+  comparison wave by wave with error spending (``sequential``); those verdicts account for
+  the data-dependent stop, the fixed-design verdicts beside them do not.
 - Test-set noise (``image_replicates``, study reports only): the difference for new images
   from the same distribution adds the paired image-bootstrap variance of the seed-averaged
   difference to the seed variance; the share of each setting's seed variance that is specific
@@ -49,6 +52,8 @@ from sparse_rcnn.platform.stats.results import (
     PowerResult,
     SettingResult,
 )
+from sparse_rcnn.platform.stats.sequential_table import sequential_analysis
+from sparse_rcnn.platform.stats.spending import Spending
 from sparse_rcnn.platform.stats.summary import summarize
 from sparse_rcnn.platform.stats.table import Run, check_runs
 
@@ -126,11 +131,16 @@ def analyze(
     name: str = "table",
     min_runs: int = 2,
     run_word: str = "run",
+    max_seeds: int | None = None,
+    spending: str = "obrien_fleming",
+    futility: bool = False,
 ) -> Analysis:
     """Analyse runs (see the module doc). ``paired`` None: paired when runs carry replicates.
 
     ``image_replicates`` maps a run's ``key`` to its (B,) image-bootstrap replicates of the
-    metric on image draws shared by every run (same units as ``value``).
+    metric on image draws shared by every run (same units as ``value``). ``max_seeds``,
+    ``spending`` and ``futility`` describe the sequential design of runs with waves
+    (``sequential_table``); they are refused for runs without waves.
     """
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
@@ -146,6 +156,12 @@ def analyze(
         raise ValueError(f"baseline {baseline!r} is not a setting of {name}: {', '.join(labels)}")
     sources = {r.source for r in runs}
     design = "all" if sources == {ALL} else "decompose"
+    waved = runs[0].wave is not None  # check_runs: all runs or none
+    if waved and design != "all":
+        raise ValueError(f"{name}: a wave column needs every run in source all (no decompose)")
+    if not waved and (max_seeds is not None or futility or spending != "obrien_fleming"):
+        raise ValueError(f"{name}: max seeds, spending and futility need a wave column")
+    seq_spending = Spending(spending)
     has_rep = all(r.replicate is not None for r in runs if r.source == ALL)
     is_paired = has_rep if paired is None else bool(paired and has_rep)
     notes: list[str] = []
@@ -158,6 +174,18 @@ def analyze(
         comparisons = compare_to_baseline(
             mains, labels, baseline, alpha, effect_size, is_paired, reps, design, notes
         )
+        sequential = None
+        if waved:
+            sequential = sequential_analysis(
+                mains, labels, baseline, alpha=alpha, effect_size=effect_size,
+                paired=is_paired, max_seeds=max_seeds, spending=seq_spending, futility=futility,
+            )  # fmt: skip
+            if comparisons:
+                notes.append(
+                    "the runs came in waves: the sequential verdicts account for stopping after "
+                    "each wave; the fixed-design verdicts below do not (after a data-dependent "
+                    "stop their intervals are too narrow)"
+                )
     caught_msgs = [str(w.message) for w in caught]
     return Analysis(
         metric=metric,
@@ -181,4 +209,5 @@ def analyze(
         notes=tuple(notes),
         warnings=tuple(sorted(set(caught_msgs))),
         run_word=run_word,
+        sequential=sequential,
     )

@@ -6,10 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sparse_rcnn.platform.stats.components import Decomposition, ValidationSetShare
 from sparse_rcnn.platform.stats.summary import Interval, SeedSummary
 from sparse_rcnn.platform.stats.table import Run
+
+if TYPE_CHECKING:  # sequential_table imports comparison, which imports this module
+    from sparse_rcnn.platform.stats.sequential_table import SequentialAnalysis
 
 
 @dataclass(frozen=True)
@@ -141,6 +145,7 @@ class Analysis:
     notes: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     run_word: str = "run"  # "trial" in a study report
+    sequential: SequentialAnalysis | None = None  # runs with waves: the wave-by-wave verdicts
 
     @property
     def confidence(self) -> float:
@@ -149,8 +154,3 @@ class Analysis:
     @property
     def m(self) -> int:
         return len(self.comparisons)
-
-    def to_json(self) -> dict:
-        from sparse_rcnn.platform.stats.render import analysis_json
-
-        return analysis_json(self)

@@ -2,10 +2,11 @@
 
 Columns: ``setting`` (str), ``seed`` (int), ``value`` (float; NaN marks a failed run), optional
 ``source`` (``all``, ``init``, ``data_order``, ``augmentation``, ``nondeterminism``; default
-``all``) and optional ``replicate`` (int: rows with the same replicate in different settings
-used the same seeds, so they are paired). ``read_table`` loads a CSV or Parquet file with
-pyarrow and checks it; every problem is one ``TableError`` line naming the file, the column and
-the first bad row.
+``all``), optional ``replicate`` (int: rows with the same replicate in different settings used
+the same seeds, so they are paired) and optional ``wave`` (int >= 1: the wave of a sequential
+study that ran the row; with it ``analyze`` adds the sequential analysis). ``read_table`` loads
+a CSV or Parquet file with pyarrow and checks it; every problem is one ``TableError`` line
+naming the file, the column and the first bad row.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class Run:
     source: str = "all"
     replicate: int | None = None
     key: str = ""  # an id for the run (trial key in a study; row number in a table)
+    wave: int | None = None  # the wave (from 1) of a sequential study that ran it
 
     @property
     def failed(self) -> bool:
@@ -64,6 +66,13 @@ def check_runs(runs: Sequence[Run], name: str = "table", *, min_runs: int = 2) -
                 f"{what} {val}, source {r.source!r}"
             )
         seen[ident] = i
+    waved = [r.wave is not None for r in runs]
+    if any(waved) and not all(waved):
+        i = waved.index(False)
+        raise TableError(f"{name}: row {i + 1} has no wave while other rows have one")
+    for i, r in enumerate(runs):
+        if r.wave is not None and r.wave < 1:
+            raise TableError(f"{name}: row {i + 1}: wave {r.wave}: waves count from 1")
     settings = list(dict.fromkeys(r.setting for r in runs))
     for s in settings:
         mine = [r for r in runs if r.setting == s]
@@ -86,7 +95,7 @@ def read_table(
 
     ``metric`` names the value column (default ``value``); values are multiplied by
     ``scale``. Raises ``TableError`` for a missing file, an unreadable one, a missing column,
-    a non-numeric value, a non-integer seed or replicate, or any ``check_runs`` problem.
+    a non-numeric value, a non-integer seed, replicate or wave, or any ``check_runs`` problem.
     """
     import pyarrow as pa
 
@@ -140,8 +149,13 @@ def read_table(
         if "replicate" in data
         else [None] * n
     )
+    waves = (
+        [_int(path, "wave", i, v) for i, v in enumerate(data["wave"])]
+        if "wave" in data
+        else [None] * n
+    )
     runs = [
-        Run(settings[i], seeds[i], values[i], sources[i], reps[i], key=f"row{i + 1}")
+        Run(settings[i], seeds[i], values[i], sources[i], reps[i], f"row{i + 1}", waves[i])
         for i in range(n)
     ]
     check_runs(runs, str(path))

@@ -24,10 +24,32 @@ TAG_STUDY_ROLE = "study.role"  # "parent" or "trial"
 TAG_STUDY_TRIAL = "study.trial"  # the trial key, e.g. s0-all-r2
 TAG_STUDY_SETTING = "study.setting"  # the setting label, e.g. optimizer.lr=0.002
 TAG_STUDY_SOURCE = "study.source"  # all / init / data_order / augmentation / nondeterminism
-TAG_STUDY_RESULT = "study.result"  # the finished trial's result (JSON), set once at its end
+TAG_STUDY_DONE = "study.done"  # "true" once the trial's result artifact is written
+ARTIFACT_TRIAL_RESULT = "trial_result.json"  # the finished trial's result, read on resume
+TAG_STUDY_RESULT_LEGACY = "study.result"  # the result as a JSON tag, earlier versions
+# Child runs' params naming their place in the study, so "group by" needs no configuration.
+PARAM_STUDY_SETTING = "study.setting"
+PARAM_STUDY_SOURCE = "study.source"
+PARAM_STUDY_SEED = "study.seed"
 ARTIFACT_STUDY_RESULTS = "results.parquet"
 ARTIFACT_REPORT_HTML = "report.html"
 ARTIFACT_REPORT_FIGURES_DIR = "figures"
 # Training runs: evaluation pictures logged with log_image (key, step = epoch).
 IMAGE_DETECTIONS = "val/detections"
 ARTIFACT_EVAL_FIGURES_DIR = "evaluation"
+
+# The parent run: per setting and per comparison, named by setting label.
+STUDY_PREFIX = "study/"
+TAG_VERDICT_PREFIX = "study.verdict."  # + comparison name: different / equivalent / ...
+ARTIFACT_TRIALS_TABLE = "trials.json"  # per-trial results, logged with MlflowClient.log_table
+
+
+def label_key(label: str) -> str:
+    """A setting label as one metric-name segment: MLflow allows letters, digits, ``_ - . /``,
+    space and colon, and ``/`` would split the name; ``lr=0.005`` -> ``lr 0.005``, ``,`` and
+    ``=`` become spaces, anything else not allowed ``_``."""
+    out = []
+    for ch in label.replace(",", " ").replace("=", " "):
+        out.append(ch if ch.isalnum() or ch in "_-. " else "_")
+    key = " ".join("".join(out).split())
+    return key if key.strip(".") else "_" + key

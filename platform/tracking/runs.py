@@ -68,6 +68,29 @@ def hardware() -> str:
     return f"cpu {platform.machine()} ({torch.get_num_threads()} threads)"
 
 
+SUBMISSION_ENV = "SPARSE_RCNN_SUBMISSION_ID"
+
+
+def submission_id() -> str | None:
+    """The Ray Jobs submission id this process works for (what ``sparse-rcnn jobs list``
+    shows), or None outside a submitted job. Ray gives it to the job's entrypoint in
+    ``RAY_JOB_CONFIG_JSON_ENV_VAR``; it is then kept in ``SPARSE_RCNN_SUBMISSION_ID``, which
+    the platform forwards to its trial and worker processes like every ``SPARSE_RCNN_*``."""
+    import json
+
+    found = os.environ.get(SUBMISSION_ENV)
+    if found:
+        return found
+    try:
+        config = json.loads(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") or "{}")
+        found = (config.get("metadata") or {}).get("job_submission_id")
+    except (json.JSONDecodeError, AttributeError):
+        found = None
+    if found:
+        os.environ[SUBMISSION_ENV] = str(found)
+    return str(found) if found else None
+
+
 def create_run(
     uri: str,
     experiment: str,
@@ -77,8 +100,9 @@ def create_run(
     spec_yaml: str | None = None,
     parent_run_id: str | None = None,
 ) -> str:
-    """Create a RUNNING run with ``params`` (values stringified, long ones truncated) and tags;
-    returns its id. Credentials in URIs are masked in params, tags and the spec artifact."""
+    """Create a RUNNING run with ``params`` (values stringified, long ones truncated; ``None``
+    values are not logged: an unset option is not a value) and tags; returns its id.
+    Credentials in URIs are masked in params, tags and the spec artifact."""
     c = client(uri)
     all_tags = {names.TAG_GIT_COMMIT: git_commit(), names.TAG_HARDWARE: hardware(), **(tags or {})}
     all_tags = {k: redact(v) for k, v in all_tags.items()}
@@ -88,7 +112,11 @@ def create_run(
     run_id = run.info.run_id
     c.log_batch(
         run_id,
-        params=[Param(k, redact(str(v))[:_PARAM_VALUE_MAX]) for k, v in sorted(params.items())],
+        params=[
+            Param(k, redact(str(v))[:_PARAM_VALUE_MAX])
+            for k, v in sorted(params.items())
+            if v is not None
+        ],
     )
     if spec_yaml is not None:
         c.log_text(run_id, redact(spec_yaml), names.ARTIFACT_SPEC)

@@ -4,15 +4,23 @@ trial, found again by tags so that a resumed study never creates a second run fo
 from __future__ import annotations
 
 import json
+import math
 import os
+import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import RunStatus
+from mlflow.entities import Metric, RunStatus
 
 from sparse_rcnn.platform.tracking import names
 from sparse_rcnn.platform.tracking.filters import all_of, tag_equals
-from sparse_rcnn.platform.tracking.runs import client, create_run, ensure_experiment
+from sparse_rcnn.platform.tracking.runs import (
+    client,
+    create_run,
+    ensure_experiment,
+    submission_id,
+)
 
 
 def create_study_run(
@@ -24,10 +32,25 @@ def create_study_run(
         experiment,
         study_id,
         params,
-        tags={names.TAG_STUDY_ID: study_id, names.TAG_STUDY_ROLE: "parent"},
+        tags={
+            names.TAG_STUDY_ID: study_id,
+            names.TAG_STUDY_ROLE: "parent",
+            # a submitted study: `jobs list` closes its runs if the job ends without doing so
+            **({names.TAG_RAY_JOB_ID: sid} if (sid := submission_id()) else {}),
+        },
     )
     client(uri).log_text(run_id, spec_yaml, "study_spec.yaml")
     return run_id
+
+
+def trial_params(plan: dict[str, Any]) -> dict[str, Any]:
+    """A trial run's study params: its setting label, randomness source and seed, so the UI's
+    "group by study.setting" works without configuration."""
+    return {
+        names.PARAM_STUDY_SETTING: plan["setting_label"],
+        names.PARAM_STUDY_SOURCE: plan["source"],
+        names.PARAM_STUDY_SEED: plan["seed"],
+    }
 
 
 def reopen_run(uri: str, run_id: str) -> None:
@@ -52,8 +75,17 @@ def find_trial_run(
         return None
     if len(runs) > 1:
         raise RuntimeError(f"study {study_id}: {len(runs)} MLflow runs for trial {trial_key}")
-    raw = runs[0].data.tags.get(names.TAG_STUDY_RESULT)
-    return runs[0].info.run_id, (json.loads(raw) if raw else None)
+    run = runs[0]
+    if run.data.tags.get(names.TAG_STUDY_DONE) == "true":
+        return run.info.run_id, _trial_result(uri, run.info.run_id)
+    legacy = run.data.tags.get(names.TAG_STUDY_RESULT_LEGACY)  # written by earlier versions
+    return run.info.run_id, (json.loads(legacy) if legacy else None)
+
+
+def _trial_result(uri: str, run_id: str) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = client(uri).download_artifacts(run_id, names.ARTIFACT_TRIAL_RESULT, tmp)
+        return json.loads(Path(path).read_text())
 
 
 def trial_runs(uri: str, experiment: str, study_id: str) -> list[Any]:
@@ -74,8 +106,12 @@ def running_trial_runs(uri: str, experiment: str, study_id: str) -> list[str]:
 
 
 def mark_trial_done(uri: str, run_id: str, result: dict[str, Any]) -> None:
-    """Store the trial's result on its run; a resumed study reads it instead of re-running."""
-    client(uri).set_tag(run_id, names.TAG_STUDY_RESULT, json.dumps(result))
+    """Store the trial's result on its run (a JSON artifact, then the ``study.done`` tag); a
+    resumed study reads it instead of re-running. The result is an artifact, not a tag: a JSON
+    blob as a tag fills the UI's compare page."""
+    c = client(uri)
+    c.log_text(run_id, json.dumps(result, indent=1), names.ARTIFACT_TRIAL_RESULT)
+    c.set_tag(run_id, names.TAG_STUDY_DONE, "true")
 
 
 def eval_history(uri: str, run_id: str, metrics: tuple[str, ...]) -> dict[str, list[list[float]]]:
@@ -114,3 +150,91 @@ def download_detections(uri: str, run_id: str, dest: str | Path) -> Path | None:
     Path(dest).mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per trial
     return Path(c.download_artifacts(run_id, latest, str(dest)))
+
+
+def log_study_summary(
+    uri: str, run_id: str, report: dict[str, Any], short: dict[str, str] | None = None
+) -> None:
+    """The report's headline numbers on the parent run, named by setting label, so the MLflow
+    UI can chart, sort and compare studies without opening an artifact:
+
+    - ``study/sigma``, ``study/seeds_per_arm_80`` ... (planning);
+    - ``study/<setting>/mean|std|n`` per setting (``lr 0.005``: see ``names.label_key``);
+    - ``study/<a> vs <b>/diff|ci_low|ci_high|p|p_holm|p_superiority`` per comparison, its
+      interval the simultaneous one the verdict uses, and the verdict as the tag
+      ``study.verdict.<a> vs <b>``;
+    - the per-trial results as the table artifact ``trials.json`` (MLflow's table views).
+
+    ``short`` maps full setting labels to the labels for people (``lr=0.005``)."""
+    short = short or {}
+
+    def key(label: str) -> str:
+        return names.label_key(short.get(label) or label)
+
+    metrics: dict[str, float] = {}
+    tags: dict[str, str] = {}
+    p = report.get("power") or {}
+    for k in ("sigma", "seeds_per_arm_80", "seeds_per_arm_90", "mde_80"):
+        _put(metrics, f"{names.STUDY_PREFIX}{k}", p.get(k))
+    for s in report.get("settings", []):
+        for k in ("mean", "std", "n"):
+            _put(metrics, f"{names.STUDY_PREFIX}{key(s['setting'])}/{k}", s.get(k))
+    for c in report.get("comparisons", []):
+        name = f"{key(c['a'])} vs {key(c['b'])}"
+        ci = c.get("ci_simultaneous") or c.get("ci") or [None, None]
+        values = {
+            "diff": c.get("diff"),
+            "ci_low": ci[0],
+            "ci_high": ci[1],
+            "p": c.get("p"),
+            "p_holm": c.get("p_adjusted"),
+            "p_superiority": c.get("p_superiority"),
+        }
+        for k, v in values.items():
+            _put(metrics, f"{names.STUDY_PREFIX}{name}/{k}", v)
+        tags[names.TAG_VERDICT_PREFIX + name] = str(c.get("verdict"))
+    c = client(uri)
+    if metrics:
+        c.log_batch(run_id, metrics=[Metric(k, v, int(time.time() * 1000), 0)
+                                     for k, v in metrics.items()])  # fmt: skip
+    for k, v in tags.items():
+        c.set_tag(run_id, k, v)
+    _log_trials_table(uri, run_id, report.get("per_trial", []), short)
+
+
+def _put(metrics: dict[str, float], name: str, value: Any) -> None:
+    if value is not None and math.isfinite(float(value)):
+        metrics[name] = float(value)
+
+
+def _log_trials_table(
+    uri: str, run_id: str, per_trial: list[dict[str, Any]], short: dict[str, str]
+) -> None:
+    """``trials.json`` through ``MlflowClient.log_table`` (which also registers it for the
+    UI's artifact-compare view). log_table appends to an existing table, so a report computed
+    again replaces the file with the same split-orient JSON instead."""
+    import pandas as pd
+
+    if not per_trial:
+        return
+    df = pd.DataFrame(
+        {
+            "trial": [t["trial"] for t in per_trial],
+            "setting": [short.get(t["setting"]) or t["setting"] for t in per_trial],
+            "source": [t["source"] for t in per_trial],
+            "seed": [t.get("seed") for t in per_trial],
+            "status": [t["status"] for t in per_trial],
+            "value": [t.get("value") for t in per_trial],
+            "test_se": [t.get("test_se") for t in per_trial],
+            "test_ci_low": [(t.get("test_ci") or [None, None])[0] for t in per_trial],
+            "test_ci_high": [(t.get("test_ci") or [None, None])[1] for t in per_trial],
+        }
+    )
+    c = client(uri)
+    if names.ARTIFACT_TRIALS_TABLE not in {a.path for a in c.list_artifacts(run_id)}:
+        c.log_table(run_id, df, names.ARTIFACT_TRIALS_TABLE)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / names.ARTIFACT_TRIALS_TABLE
+        df.to_json(path, orient="split", index=False)
+        c.log_artifact(run_id, str(path))

@@ -1,5 +1,5 @@
 """Small hand-made studies for the dashboard tests: results rows as ``results.parquet`` holds
-them (COCO fractions), the real analysis JSON of those rows (AP points), and a finished study
+them (AP points), the real analysis JSON of those rows (AP points), and a finished study
 (record, results, parent run) made without running one, for the real ``write_report``."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
+from sparse_rcnn.dashboards.report_text import analysis_json
 from sparse_rcnn.platform.orchestration.results import write_results
 from sparse_rcnn.platform.orchestration.study import RESULTS_FILE, StudyRecord, studies_root
 from sparse_rcnn.platform.spec.study import load_study
@@ -20,11 +21,11 @@ from sparse_rcnn.platform.stats.table import Run
 from sparse_rcnn.platform.tracking.studies import create_study_run
 
 SETTINGS = ("lr=0.002", "lr=0.005", "lr=0.01")
-# Final AP (fractions) per setting and replicate; the last trial of lr=0.01 failed.
+# Final AP (points) per setting and replicate; the last trial of lr=0.01 failed.
 FINAL = {
-    "lr=0.002": (0.0100, 0.0120, 0.0090, 0.0110),
-    "lr=0.005": (0.0150, 0.0170, 0.0140, 0.0165),
-    "lr=0.01": (0.0105, 0.0118, 0.0098, math.nan),
+    "lr=0.002": (1.00, 1.20, 0.90, 1.10),
+    "lr=0.005": (1.50, 1.70, 1.40, 1.65),
+    "lr=0.01": (1.05, 1.18, 0.98, math.nan),
 }
 EPOCHS = (1, 2, 3)
 
@@ -53,7 +54,7 @@ def make_rows() -> list[dict]:
 
 def make_report(rows: list[dict], image_bootstrap: bool = True) -> dict:
     runs = [
-        Run(r["setting_label"], r["seed"], 100 * r["AP"], r["source"], r["replicate"],
+        Run(r["setting_label"], r["seed"], r["AP"], r["source"], r["replicate"],
             r["trial_key"])
         for r in rows
     ]  # fmt: skip
@@ -63,7 +64,7 @@ def make_report(rows: list[dict], image_bootstrap: bool = True) -> dict:
         reps = {r.key: r.value + rng.normal(0, 0.1, 200) for r in runs if math.isfinite(r.value)}
     analysis = analyze(runs, metric="AP", unit="AP points (COCO metric x 100)", effect_size=0.3,
                        image_replicates=reps, min_runs=0, run_word="trial")  # fmt: skip
-    return analysis.to_json()
+    return analysis_json(analysis)
 
 
 def make_decompose_report() -> dict:
@@ -74,7 +75,7 @@ def make_decompose_report() -> dict:
         for src, sd in spread.items():
             for r in range(4):
                 runs.append(Run(s, r, 1.0 + rng.normal(0, sd), src, r, f"{s}-{src}-r{r}"))
-    return analyze(runs, metric="AP", unit="AP points", effect_size=0.3).to_json()
+    return analysis_json(analyze(runs, metric="AP", unit="AP points", effect_size=0.3))
 
 
 @pytest.fixture

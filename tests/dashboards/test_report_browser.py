@@ -83,6 +83,51 @@ def test_parent_run_shows_conclusions_and_a_report_with_every_figure(
     print(f"screenshots: {shots}")
 
 
+def test_the_study_link_lists_the_parent_with_its_trials_nested_and_ap_in_points(
+    mlflow_server, finished_study, page, tmp_path
+):
+    from sparse_rcnn.platform.evaluation.coco_eval import CocoEvalResult
+    from sparse_rcnn.platform.tracking import links
+    from sparse_rcnn.platform.tracking.runs import RunLogger, create_run
+
+    record = finished_study(mlflow_server)
+    c = MlflowClient(mlflow_server)
+    exp = c.get_experiment_by_name(record.experiment).experiment_id
+    stats = dict.fromkeys(("AP", "AP50", "AP75", "APs", "APm", "APl"), 0.0123)
+    stats["APl"] = -1.0  # no large objects: COCO's sentinel
+    children = []
+    for seed in (1, 2):  # logged as the engine logs an evaluation: points, sentinel left out
+        run_id = create_run(mlflow_server, record.experiment, f"lr=0.002 seed={seed}",
+                            {"study.setting": "lr=0.002"},
+                            tags={names.TAG_STUDY_ID: record.study_id},
+                            parent_run_id=record.parent_run_id)  # fmt: skip
+        result = CocoEvalResult(stats, {}, (1, 10, 100), 4, 0)
+        RunLogger(mlflow_server, run_id).log_epoch(1, result.points())
+        children.append(run_id)
+    assert c.get_run(children[0]).data.metrics["val/AP"] == pytest.approx(1.23)
+    assert "val/APl" not in c.get_run(children[0]).data.metrics
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+
+    page.goto(links.study_runs(mlflow_server, exp, record.study_id))
+    parent = page.get_by_role("link", name=record.study_id, exact=True)
+    parent.wait_for(timeout=60_000)
+    assert page.get_by_text("3 matching runs").count() == 1  # the parent and its 2 trials
+    # Trials are nested under the parent: hidden until it is expanded.
+    assert page.get_by_role("link", name="lr=0.002 seed=1").count() == 0
+    row = page.locator("[role=row]", has_text=record.study_id).first
+    row.locator("button[data-component-id*='runnamecellrenderer']").first.click()  # the [+]
+    page.get_by_role("link", name="lr=0.002 seed=1").wait_for(timeout=30_000)
+    page.screenshot(path=str(shots / "study_runs.png"))
+
+    page.goto(links.run_page(mlflow_server, exp, children[0]))
+    page.get_by_text("val/AP", exact=True).first.wait_for(timeout=60_000)
+    page.get_by_text("1.23", exact=True).first.wait_for(timeout=30_000)  # points, not 0.0123
+    assert page.get_by_text("val/APl", exact=True).count() == 0
+    page.screenshot(path=str(shots / "child_overview.png"), full_page=True)
+    print(f"screenshots: {shots}")
+
+
 def test_a_child_runs_detection_grid_opens_and_steps_through_epochs(mlflow_server, tmp_path, page):
     import numpy as np
 

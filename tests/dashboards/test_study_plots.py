@@ -88,7 +88,7 @@ def test_epoch_curves_one_line_per_finished_trial_and_a_band_per_setting(rows):
     assert len(find(ax, "trial")) == 11
     means = find(ax, "mean")
     assert len(means) == 3
-    last = [r["eval_AP"][-1] * 100 for r in rows if r["setting_label"] == "lr=0.002"]
+    last = [r["eval_AP"][-1] for r in rows if r["setting_label"] == "lr=0.002"]
     assert means[0].get_ydata()[-1] == pytest.approx(np.mean(last))
     bands = find(ax, "band")
     assert len(bands) == 3

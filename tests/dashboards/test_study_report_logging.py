@@ -39,6 +39,34 @@ def test_report_cli_writes_html_and_logs_it_with_the_note(
     for line in report["conclusions"]:
         assert line.strip() in note
 
+    # Headline numbers as parent metrics named by setting label, the verdicts as tags.
+    metrics, tags = run.data.metrics, run.data.tags
+    for s in report["settings"]:
+        assert metrics[f"study/{names.label_key(s['setting'])}/mean"] == s["mean"]
+        assert metrics[f"study/{names.label_key(s['setting'])}/n"] == s["n"]
+    assert "study/lr 0.005/mean" in metrics  # "lr=0.005": the label, not an index
+    for comp in report["comparisons"]:
+        name = f"{names.label_key(comp['a'])} vs {names.label_key(comp['b'])}"
+        assert metrics[f"study/{name}/diff"] == comp["diff"]
+        assert metrics[f"study/{name}/ci_low"] == comp["ci_simultaneous"][0]
+        assert metrics[f"study/{name}/p_holm"] == comp["p_adjusted"]
+        assert tags[f"study.verdict.{name}"] == comp["verdict"]
+    assert not any(k.startswith("study.") and v.lstrip().startswith(("{", "["))
+                   for k, v in tags.items()), "a JSON blob as a tag"  # fmt: skip
+
+    # The per-trial table, one row per trial; a second report replaces it, never appends.
+    def table() -> dict:
+        path = c.download_artifacts(run.info.run_id, "trials.json", str(tmp_path / "dl"))
+        return json.loads(open(path).read())
+
+    first = table()
+    assert len(first["data"]) == len(report["per_trial"]) == 12
+    assert first["columns"][:2] == ["trial", "setting"]
+    assert main(["report", record.study_id, "--replicates", "0"]) == 0
+    assert len(table()["data"]) == 12
+    logged_tables = json.loads(c.get_run(run.info.run_id).data.tags["mlflow.loggedArtifacts"])
+    assert {"path": "trials.json", "type": "table"} in logged_tables
+
 
 def test_report_html_into_a_directory_fails_before_any_work(
     finished_study, tmp_path, capsys, monkeypatch

@@ -57,9 +57,9 @@ def test_losses_equal_torchvision_reference(seed):
     assert [k for k in losses if ".loss_" in k] == loss_names(2)
     for i, stage in enumerate(out.stages):
         cls, l1, giou = reference_stage_losses(stage, out.whwh, targets, crit.matcher, num_boxes)
-        torch.testing.assert_close(losses[f"s{i}.loss_cls"], cls, rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(losses[f"s{i}.loss_bbox"], l1, rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(losses[f"s{i}.loss_iou"], giou, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(losses[f"stage{i}.loss_cls"], cls, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(losses[f"stage{i}.loss_bbox"], l1, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(losses[f"stage{i}.loss_iou"], giou, rtol=1e-5, atol=1e-6)
     total = total_loss(losses)
     manual = sum(losses[k] for k in loss_names(2))
     torch.testing.assert_close(total, manual)
@@ -79,13 +79,13 @@ def test_image_without_ground_truth():
     out, targets = make_case([0], seed=7)
     losses = SetCriterion(ModelConfig())(out, targets, num_boxes=0.0)
     for i in range(2):
-        assert losses[f"s{i}.loss_bbox"].item() == 0.0
-        assert losses[f"s{i}.loss_iou"].item() == 0.0
-        assert torch.isfinite(losses[f"s{i}.loss_cls"]) and losses[f"s{i}.loss_cls"] > 0
+        assert losses[f"stage{i}.loss_bbox"].item() == 0.0
+        assert losses[f"stage{i}.loss_iou"].item() == 0.0
+        assert torch.isfinite(losses[f"stage{i}.loss_cls"]) and losses[f"stage{i}.loss_cls"] > 0
         expected = 2.0 * sigmoid_focal_loss(
             out.stages[i].logits, torch.zeros_like(out.stages[i].logits), reduction="sum"
         )
-        torch.testing.assert_close(losses[f"s{i}.loss_cls"], expected)  # num_boxes clamped to 1
+        torch.testing.assert_close(losses[f"stage{i}.loss_cls"], expected)  # num_boxes clamped to 1
     total_loss(losses).backward()  # the zero terms stay connected to the graph
     assert out.stages[0].boxes.grad is not None
     assert torch.count_nonzero(out.stages[0].boxes.grad) == 0
@@ -95,7 +95,7 @@ def test_mixed_batch_with_an_empty_image():
     out, targets = make_case([0, 3], seed=9)
     losses = SetCriterion(ModelConfig())(out, targets, num_boxes=3.0)
     assert all(torch.isfinite(v) for v in losses.values())
-    assert losses["s0.loss_bbox"] > 0
+    assert losses["stage0.loss_bbox"] > 0
 
 
 def test_pos_acc_is_percent_of_correct_top_class():
@@ -121,4 +121,4 @@ def test_pos_acc_is_percent_of_correct_top_class():
         total += len(pi)
     losses = crit(out, targets, 5.0)
     assert correct >= 2
-    assert losses["s0.pos_acc"].item() == pytest.approx(100.0 * correct / total)
+    assert losses["stage0.pos_acc"].item() == pytest.approx(100.0 * correct / total)

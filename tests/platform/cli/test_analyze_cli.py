@@ -132,9 +132,9 @@ def test_missing_file_wrong_suffix_and_unwritable_output(tmp_path, capsys):
 def test_study_report_and_analyze_give_the_same_numbers(tmp_path, capsys):
     rng = np.random.default_rng(8)
     rows, csv_rows = [], []
-    for i, (label, mu) in enumerate((("lr=0.002", 0.30), ("lr=0.005", 0.303))):
-        for r in range(4):
-            v = mu + 0.002 * rng.standard_normal()
+    for i, (label, mu) in enumerate((("lr=0.002", 30.0), ("lr=0.005", 30.3))):
+        for r in range(4):  # results.parquet rows hold AP points
+            v = mu + 0.2 * rng.standard_normal()
             rows.append({"trial_key": f"s{i}-all-r{r}", "setting": i, "setting_label": label,
                          "source": "all", "replicate": r, "seed": r, "status": "ok",
                          "error": None, "AP": v})  # fmt: skip
@@ -146,7 +146,7 @@ def test_study_report_and_analyze_give_the_same_numbers(tmp_path, capsys):
     )
     csv = write_csv(tmp_path / "r.csv", csv_rows, "setting,seed,AP,replicate")
     out_json = tmp_path / "r.json"
-    code, _, err = run_cli(capsys, csv, "--metric", "AP", "--scale", "100", "--json-out", out_json)
+    code, _, err = run_cli(capsys, csv, "--metric", "AP", "--json-out", out_json)
     assert code == 0, err
     j = json.loads(out_json.read_text())
     for mine, theirs in zip(j["settings"], report["settings"], strict=True):

@@ -43,9 +43,12 @@ def test_quiet_console_restores_the_streams_and_verbose_changes_nothing(capsys):
 
 
 def test_epoch_line_shows_ap_only_when_the_epoch_evaluated():
-    metrics = {"AP": 0.0061, "AP50": 0.0433}
+    metrics = {"AP": 0.61, "AP50": 4.33}  # AP points, as the engine's evaluation gives them
     assert epoch_line(8, 24, 96, 1.5, metrics) == (
         "epoch 8/24: iteration 96, last loss 1.500, val AP 0.61 AP50 4.33"
+    )
+    assert epoch_line(8, 24, 96, 1.5, {"APs": 1.0}) == (
+        "epoch 8/24: iteration 96, last loss 1.500, val AP n/a"
     )
     assert epoch_line(9, 24, 108, 1.4, None) == "epoch 9/24: iteration 108, last loss 1.400"
 

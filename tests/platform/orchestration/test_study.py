@@ -78,6 +78,14 @@ def test_a_2x3_study_has_a_parent_six_children_results_and_a_report(
     )
     assert {k.data.params["optimizer.lr"] for k in kids} == {"0.001", "0.003"}
     assert len({k.data.tags["seed.init"] for k in kids}) == 3  # seeds shared across settings
+    for k in kids:  # named by setting and seed; the setting a param for "group by"
+        params = k.data.params
+        lr, seed = float(params["optimizer.lr"]), params["study.seed"]
+        assert k.info.run_name == f"lr={lr:g} seed={seed}"
+        assert params["study.setting"] == k.data.tags["study.setting"]
+        assert params["study.source"] == "all"
+        assert "None" not in params.values()
+        assert "study.result" not in k.data.tags and k.data.tags["study.done"] == "true"
 
     rows = read_results(outcome.results_path)
     assert len(rows) == 6 and all(r["status"] == "ok" for r in rows)
@@ -101,7 +109,7 @@ def test_a_2x3_study_has_a_parent_six_children_results_and_a_report(
     note = c.get_run(outcome.parent_run_id).data.tags["mlflow.note.content"]
     assert all(line.strip() in note for line in report["conclusions"])  # the Overview page
     for i, s in enumerate(report["settings"]):
-        values = [100 * r["AP"] for r in rows if r["setting"] == i]
+        values = [r["AP"] for r in rows if r["setting"] == i]
         assert s["mean"] == pytest.approx(np.mean(values))
         assert s["n"] == 3
         expected_std = summarize(values).std
@@ -159,7 +167,7 @@ def test_resume_after_the_driver_is_killed_runs_each_trial_once(
             if exp is None:
                 continue
             for r in c.search_runs([exp.experiment_id]):
-                if "study.result" in r.data.tags:
+                if r.data.tags.get("study.done") == "true":
                     done_before[r.data.tags["study.trial"]] = r.info.end_time
     finally:
         os.killpg(driver.pid, signal.SIGKILL)  # the driver dies hard, mid-study
@@ -209,5 +217,5 @@ def test_a_failed_trial_is_recorded_and_excluded_not_retried(
     assert [f["trial"] for f in report["trials"]["failed"]] == ["s0-all-r0"]
     summary = report["settings"][0]
     assert (summary["n"], summary["n_failed"]) == (1, 1)
-    assert summary["mean"] == pytest.approx(100 * ok["AP"])  # the NaN is never averaged in
+    assert summary["mean"] == pytest.approx(ok["AP"])  # the NaN is never averaged in
     assert report["conclusions"][0].startswith("1 trial(s) failed")

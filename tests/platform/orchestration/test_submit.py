@@ -166,7 +166,7 @@ def test_submit_runs_the_job_and_tracks_it_in_mlflow(ray_head, mlflow_server, sp
     run = runs[0]
     assert run.info.status == "FINISHED"
     assert run.data.params["mlflow.tracking_uri"] == mlflow_server  # the spec the job ran
-    assert run.data.tags["ray_job_id"]
+    assert run.data.tags["ray_job_id"] == sid  # the id `jobs list` shows, not Ray's internal one
     assert [m.step for m in c.get_metric_history(run.info.run_id, "val/AP")] == [1]
     assert {"job_spec.yaml", "checkpoint"} <= {a.path for a in c.list_artifacts(run.info.run_id)}
 
@@ -209,9 +209,17 @@ def test_impossible_resources_fail_before_submission(
     assert _submitted_ids(ray_head.address, capsys) == before
 
 
-def test_stop_ends_a_running_job(ray_head, mlflow_server, spec_file, capsys):
+@pytest.mark.parametrize("stop_wait_s", ["30", "0"], ids=["graceful", "driver-sigkilled"])
+def test_stop_ends_a_running_job(ray_head, mlflow_server, spec_file, capsys, monkeypatch,
+                                 stop_wait_s):  # fmt: skip
+    # "0": Ray SIGKILLs the driver right after the SIGINT (as after 30 s when Ray Train waits
+    # for a lost node), so its handler cannot mark the run; `jobs stop --wait` closes it.
+    from sparse_rcnn.platform.orchestration import submit as submit_module
+
+    monkeypatch.setitem(submit_module.JOB_ENV_DEFAULTS, "RAY_JOB_STOP_WAIT_TIME_S", stop_wait_s)
+    experiment = f"submit-stop-{stop_wait_s}"
     argv = ["submit", str(spec_file), "--address", ray_head.address, "--no-wait",
-            "--tracking-uri", mlflow_server, "--set", "mlflow.experiment=submit-stop",
+            "--tracking-uri", mlflow_server, "--set", f"mlflow.experiment={experiment}",
             "--set", "schedule.epochs=50"]  # fmt: skip
     assert main(argv) == 0
     out = capsys.readouterr().out
@@ -222,7 +230,7 @@ def test_stop_ends_a_running_job(ray_head, mlflow_server, spec_file, capsys):
     c = MlflowClient(mlflow_server)
     deadline = time.monotonic() + 150
     while time.monotonic() < deadline:
-        exp = c.get_experiment_by_name("submit-stop")
+        exp = c.get_experiment_by_name(experiment)
         runs = c.search_runs([exp.experiment_id]) if exp else []
         if runs and c.get_metric_history(runs[0].info.run_id, "train/loss"):
             break
@@ -232,11 +240,18 @@ def test_stop_ends_a_running_job(ray_head, mlflow_server, spec_file, capsys):
         pytest.fail(f"job {sid} did not start training:\n{logs[-3000:]}")
 
     assert main(["jobs", "stop", sid, "--wait", "--address", ray_head.address]) == 0
-    assert f"job {sid} STOPPED" in capsys.readouterr().out
+    stopped = capsys.readouterr().out
+    assert f"job {sid} STOPPED" in stopped
+    assert "View run" not in stopped  # MLflow's own stdout line
+    run_id = runs[0].info.run_id
+    if stop_wait_s == "0":  # no waiting: the run is closed by the time `jobs stop` returns
+        assert c.get_run(run_id).info.status == "KILLED"
+        if f"MLflow run {run_id}" in stopped:  # closed by jobs stop, not by the driver
+            assert f"was still RUNNING after job {sid} ended: marked KILLED" in stopped
+            assert c.get_run(run_id).data.tags["error"].startswith(f"Ray job {sid} ended STOPPED")
     assert main(["jobs", "list", "--address", ray_head.address]) == 0
     assert re.search(rf"^{sid}\s+STOPPED\s", capsys.readouterr().out, re.M)
     # The driver got SIGINT: Ray Train aborts and raises SystemExit; run_job marks the run KILLED.
-    run_id = runs[0].info.run_id
     deadline = time.monotonic() + 30
     while c.get_run(run_id).info.status == "RUNNING" and time.monotonic() < deadline:
         time.sleep(1)

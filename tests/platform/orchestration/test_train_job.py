@@ -7,8 +7,10 @@ import re
 import pytest
 from mlflow.tracking import MlflowClient
 
+from sparse_rcnn.platform.evaluation.coco_eval import evaluate
+from sparse_rcnn.platform.evaluation.detections import load_detections
 from sparse_rcnn.platform.orchestration.cluster import ResourceError, check_resources
-from sparse_rcnn.platform.orchestration.train import JobFailed, run_job
+from sparse_rcnn.platform.orchestration.train import JobFailed, dataset_paths, run_job
 from sparse_rcnn.platform.spec.job import JobSpec, ScalingSpec
 from sparse_rcnn.platform.spec.load import validate
 
@@ -70,6 +72,19 @@ def test_restart_after_a_worker_failure_continues_one_run(
     assert sorted(a.path for a in c.list_artifacts(outcome.run_id, "evaluation")) == [
         "evaluation/ap_per_category.png", "evaluation/pr_curves.png",
     ]  # fmt: skip
+    # AP points (x 100) of the logged detections; no COCO -1 sentinel and no "None" params.
+    spec = job(mlflow_server, "e2e")
+    dets = c.download_artifacts(outcome.run_id, "detections/val_detections_epoch3.parquet",
+                                str(tmp_path))  # fmt: skip
+    truth = evaluate(dataset_paths(spec).val_ann, load_detections(dets), spec.eval_max_dets)
+    for key, value in truth.stats.items():
+        logged = run.data.metrics.get(f"val/{key}")
+        if value < 0:
+            assert logged is None, f"val/{key} logged for a metric that does not exist"
+        else:
+            assert logged == pytest.approx(100 * value), key
+    assert "None" not in run.data.params.values()
+    assert "train/stage0.loss_cls" in run.data.metrics
 
 
 def test_a_failed_run_is_marked_failed_with_its_error(

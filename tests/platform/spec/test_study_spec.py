@@ -114,3 +114,86 @@ def test_every_study_in_the_repo_validates():
         study = load_study(f)
         arms = 1 if study.spec.randomness == "all" else len(study.spec.sources)
         assert len(study.trials) == len(study.settings) * arms * len(study.spec.seed_list)
+
+
+# -- sequential designs ------------------------------------------------------------------------
+
+SEQ = {"design": "sequential", "seeds": {"initial": 3, "step": 2, "max": 8}}
+
+
+def test_a_sequential_study_expands_to_its_most_seeds_and_runs_them_in_waves(write):
+    from sparse_rcnn.platform.spec.study import wave_of, wave_replicates, wave_seeds, wave_sizes
+
+    study = write(**SEQ, vary={"optimizer.lr": [1e-3, 2e-3]})
+    spec = study.spec
+    assert spec.design == "sequential" and spec.spending == "obrien_fleming"
+    assert spec.futility is False and spec.num_seeds == 8
+    # Every trial up to max is built and validated now; the driver runs them wave by wave.
+    assert len(study.trials) == 2 * 8
+    assert wave_sizes(spec) == (3, 5, 7, 8)
+    assert [list(wave_replicates(spec, w)) for w in (1, 2, 3, 4)] == [
+        [0, 1, 2],
+        [3, 4],
+        [5, 6],
+        [7],
+    ]
+    assert [wave_of(spec, r) for r in range(8)] == [1, 1, 1, 2, 2, 3, 3, 4]
+    waves = [wave_seeds(spec, 1, w) for w in (1, 2, 3, 4)]
+    flat = [s for w in waves for s in w]
+    assert len(flat) == len(set(flat)) == 8  # no seed repeats across waves
+    assert wave_seeds(spec, 0, 2) == wave_seeds(spec, 1, 2) == [3, 4]  # paired by replicate
+    by_key = {(t.setting, t.replicate): t.seed for t in study.trials}
+    assert all(by_key[(1, r)] == s for r, s in zip(wave_replicates(spec, 2), waves[1], strict=True))
+    unpaired = write(**SEQ, vary={"optimizer.lr": [1e-3, 2e-3]}, pairing="none").spec
+    assert not set(wave_seeds(unpaired, 0, 1)) & set(wave_seeds(unpaired, 1, 1))
+    assert wave_seeds(unpaired, 1, 3) == wave_seeds(unpaired, 1, 3)  # deterministic
+    with pytest.raises(SpecError, match=r"wave: study st has waves 1..4, got 5"):
+        wave_replicates(spec, 5)
+
+
+def test_a_fixed_study_is_one_wave_and_expands_as_before(write, small_job):
+    from sparse_rcnn.platform.spec.study import study_from_dict, wave_seeds, wave_sizes
+
+    study = write(seeds=[5, 6, 9])
+    assert study.spec.design == "fixed" and wave_sizes(study.spec) == (3,)
+    assert wave_seeds(study.spec, 0, 1) == [5, 6, 9] == [t.seed for t in study.trials]
+    # The saved spec (every field, defaults included) reads back, fixed and sequential alike.
+    for spec in (study.spec, write(**SEQ, spending="pocock", futility=True).spec):
+        again = study_from_dict(spec.model_dump(mode="json"), study.base_job)
+        assert again.spec == spec
+
+
+@pytest.mark.parametrize(
+    ("study", "message"),
+    [
+        ({"design": "sequential", "seeds": 4},
+         "invalid spec: seeds: design sequential needs seeds as {initial, step, max}, got 4"),
+        ({"seeds": {"initial": 3, "step": 2, "max": 20}},
+         "invalid spec: seeds: {initial, step, max} is for design: sequential"),
+        ({**SEQ, "seeds": {"initial": 1, "step": 2, "max": 20}},
+         "invalid spec: seeds: seeds.initial must be an integer >= 2, got 1"),
+        ({**SEQ, "seeds": {"initial": 3, "step": 0, "max": 20}},
+         "invalid spec: seeds: seeds.step must be an integer >= 1, got 0"),
+        ({**SEQ, "seeds": {"initial": 3, "step": 2.5, "max": 20}},
+         "invalid spec: seeds: seeds.step must be an integer >= 1, got 2.5"),
+        ({**SEQ, "seeds": {"initial": 5, "step": 2, "max": 4}},
+         "invalid spec: seeds: seeds.max must be >= seeds.initial (5), got 4"),
+        ({**SEQ, "seeds": {"initial": 3, "step": 2}},
+         "invalid spec: seeds: seeds.max: required in {initial, step, max}"),
+        ({**SEQ, "seeds": {"initial": 3, "step": 2, "max": 9, "first": 1}},
+         "invalid spec: seeds: seeds.first: unknown key"),
+        ({**SEQ, "randomness": "decompose"},
+         "invalid spec: randomness: design sequential takes randomness: all"),
+        ({"spending": "pocock"}, "invalid spec: spending: only for design: sequential"),
+        ({"futility": True}, "invalid spec: futility: only for design: sequential"),
+        ({**SEQ, "spending": "linear"},
+         "invalid spec: spending: Input should be 'obrien_fleming' or 'pocock'"),
+        ({**SEQ, "futility": "yes"}, "invalid spec: futility: Input should be a valid boolean"),
+        ({"design": "adaptive"}, "invalid spec: design: Input should be 'fixed' or 'sequential'"),
+    ],
+)  # fmt: skip
+def test_bad_sequential_fields_are_one_line_naming_the_field(write, study, message):
+    with pytest.raises(SpecError) as info:
+        write(**study)
+    text = str(info.value)
+    assert message in text and "\n" not in text, text

@@ -14,8 +14,8 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestIndPower, TTestPower
 from statsmodels.stats.weightstats import ttest_ind, ttost_ind, ttost_paired
 
+from sparse_rcnn.dashboards.report_text import analysis_json, conclusions, to_markdown
 from sparse_rcnn.platform.stats.analysis import analyze
-from sparse_rcnn.platform.stats.render import conclusions, to_markdown
 from sparse_rcnn.platform.stats.table import Run, TableError
 
 
@@ -139,7 +139,7 @@ def test_finding_2_components_are_net_of_nondeterminism():
 
 def test_finding_3_no_unpaired_se_is_subtracted_from_the_seed_std():
     res = analyze(table({"a": [40.0, 40.2, 39.9], "b": [40.1, 40.4, 40.0]}))
-    blob = json.dumps(res.to_json())
+    blob = json.dumps(analysis_json(res))
     assert "seed_std_excess" not in blob and "noise_ratio" not in blob
 
 
@@ -180,7 +180,7 @@ def test_finding_6_mann_whitney_handles_ties():
 def test_finding_7_planning_has_no_nan_when_power_is_near_one():
     res = analyze(table({"b": [40.0, 40.001, 40.002], "a": [45.0, 45.001, 45.003]}))
     assert res.power.seeds_per_arm_80 == 2 and math.isfinite(res.power.mde_80)
-    json.dumps(res.to_json(), allow_nan=False)
+    json.dumps(analysis_json(res), allow_nan=False)
 
 
 def test_finding_8_levels_derive_from_alpha():

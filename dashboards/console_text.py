@@ -9,9 +9,9 @@ from sparse_rcnn.platform.tracking.store import embedded_uri
 
 
 def metrics_table(metrics: dict[str, float]) -> str:
-    rows = [f"  {k:<6} {100 * v:6.2f}" if v >= 0 else f"  {k:<6}    n/a" for k, v in
-            metrics.items()]  # fmt: skip
-    return "\n".join(rows)
+    """``metrics`` in AP points; a metric absent for this run (no object of its size) is not
+    in the dict and not printed."""
+    return "\n".join(f"  {k:<6} {v:6.2f}" for k, v in metrics.items())
 
 
 def ui_command(uri: str) -> str:
@@ -23,6 +23,6 @@ def ui_command(uri: str) -> str:
 def print_outcome(outcome) -> None:
     print(f"MLflow run {outcome.run_id} FINISHED ({redact_uri(outcome.tracking_uri)})")
     if outcome.metrics:
-        print("validation box metrics (%):")
+        print("validation box metrics (AP points):")
         print(metrics_table(outcome.metrics))
     print(f"browse it: {ui_command(outcome.tracking_uri)}")

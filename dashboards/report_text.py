@@ -91,6 +91,9 @@ def analysis_json(a: Analysis) -> dict[str, Any]:
         for c in a.components
     ]
     dominant = {s: d.dominant for s, d in a.decompositions.items()}
+    # Imported here: sequential_text formats with this module's helpers.
+    from sparse_rcnn.dashboards.sequential_text import sequential_json
+
     return {
         "alpha": a.alpha,
         "confidence": a.confidence,
@@ -105,6 +108,7 @@ def analysis_json(a: Analysis) -> dict[str, Any]:
         "components": components,
         "dominant_source": dominant,
         "power": _plain(a.power),
+        "sequential": sequential_json(a),
         "runs": [
             {
                 "key": r.key,
@@ -115,6 +119,7 @@ def analysis_json(a: Analysis) -> dict[str, Any]:
                 "value": _num(r.value),
                 "image_se": _num(a.image_se.get(r.key, math.nan)),
                 "image_ci": [_num(v) for v in a.image_ci[r.key]] if r.key in a.image_ci else None,
+                **({"wave": r.wave} if r.wave is not None else {}),
             }
             for r in a.runs
         ],
@@ -186,6 +191,9 @@ def conclusions(a: Analysis) -> list[str]:
             f"{len(a.failed)} {a.run_word}(s) failed and are excluded from every statistic: {keys}."
         )
     out.extend(f"{n[0].upper()}{n[1:]}." for n in a.notes)
+    from sparse_rcnn.dashboards.sequential_text import sequential_conclusions
+
+    out.extend(sequential_conclusions(a))
     for c in a.comparisons:
         out.append(verdict_text(a, c))
         if c.new_images is not None and c.new_images.ci is not None:
@@ -315,6 +323,9 @@ def to_markdown(a: Analysis, title: str = "Seed study analysis") -> str:
         )
         notes = sorted({n for c in a.comparisons for n in c.notes})
         lines += [f"- {n}" for n in notes]
+    from sparse_rcnn.dashboards.sequential_text import sequential_markdown
+
+    lines += sequential_markdown(a)
     if a.components:
         lines += [
             "",
