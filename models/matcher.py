@@ -3,6 +3,7 @@ HungarianAssigner with FocalLossCost, BBoxL1Cost and IoUCost(giou))."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
@@ -72,12 +73,15 @@ class HungarianMatcher:
             empty = torch.zeros(0, dtype=torch.int64, device=logits.device)
             return empty, empty
         cost = self.cost(logits.float(), boxes.float(), gt_labels, gt_boxes.float(), whwh.float())
-        if not torch.isfinite(cost).all():
+        # One device-to-host copy (scipy solves on the CPU); the finite check reads that copy
+        # instead of synchronising a second time.
+        cost_np = cost.cpu().numpy()  # (N, M)
+        if not np.isfinite(cost_np).all():
             raise NonFiniteCostError(
                 "matching cost contains NaN/Inf "
                 f"(logits finite: {bool(torch.isfinite(logits).all())}, "
                 f"boxes finite: {bool(torch.isfinite(boxes).all())}); training has diverged"
             )
-        rows, cols = linear_sum_assignment(cost.cpu().numpy())
+        rows, cols = linear_sum_assignment(cost_np)
         dev = logits.device
         return torch.as_tensor(rows, device=dev), torch.as_tensor(cols, device=dev)

@@ -46,9 +46,11 @@ def build_train_loader(
     num_workers: int = 0,
     persistent_workers: bool = False,
     size_divisor: int = 32,
+    pin_memory: bool = False,
 ) -> DataLoader:
     """Aspect-ratio grouped batches of ``batch_size`` per rank; call
-    ``loader.batch_sampler.set_epoch(epoch)`` before each epoch."""
+    ``loader.batch_sampler.set_epoch(epoch)`` before each epoch. ``pin_memory`` (for CUDA)
+    returns page-locked batches, whose copy to the GPU is queued without a host sync."""
     sampler = GroupedBatchSampler(
         dataset.aspect_groups(),
         batch_size,
@@ -62,6 +64,7 @@ def build_train_loader(
         num_workers=num_workers,
         persistent_workers=persistent_workers and num_workers > 0,
         collate_fn=functools.partial(collate, size_divisor=size_divisor),
+        pin_memory=pin_memory,
     )
 
 

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
+from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 
 from sparse_rcnn.models.criterion import SetCriterion, Target
@@ -23,14 +24,14 @@ from sparse_rcnn.models.detector import SparseRCNN
 from sparse_rcnn.platform.checkpoints.native import load_backbone_weights, load_model
 from sparse_rcnn.platform.data.augment import InputSizes
 from sparse_rcnn.platform.data.coco import CocoDetection
-from sparse_rcnn.platform.data.loader import build_train_loader
+from sparse_rcnn.platform.data.loader import Batch, build_train_loader
 from sparse_rcnn.platform.data.prepare import DatasetPaths
 from sparse_rcnn.platform.engine import faults
 from sparse_rcnn.platform.engine.distributed import DistContext
 from sparse_rcnn.platform.engine.eval_pictures import log_evaluation_pictures
 from sparse_rcnn.platform.engine.evaluate import evaluate_dataset
 from sparse_rcnn.platform.engine.schedule import lr_factor
-from sparse_rcnn.platform.engine.train_step import train_step
+from sparse_rcnn.platform.engine.train_step import StepResult, train_step
 from sparse_rcnn.platform.errors import PlatformError
 from sparse_rcnn.platform.evaluation.detections import Detections
 from sparse_rcnn.platform.spec.job import JobSpec
@@ -151,7 +152,7 @@ def run_training(
     loader = build_train_loader(
         train_ds, spec.batch_size_per_worker, data_seed=seeds["data_order"], rank=dist.rank,
         world_size=dist.world_size, num_workers=spec.dataset.loader_workers,
-        size_divisor=model.cfg.size_divisor,
+        size_divisor=model.cfg.size_divisor, pin_memory=dist.device.type == "cuda",
     )  # fmt: skip
     criterion = SetCriterion(model.cfg)
     opt_spec = spec.optimizer
@@ -172,12 +173,15 @@ def run_training(
         log.info(
             "rank %d resumed after epoch %d (iteration %d)", dist.rank, resumed_from, iteration
         )
-    ddp = DistributedDataParallel(model) if dist.distributed else model
+    ddp = model
+    if dist.distributed:  # one device per process; on CUDA, DDP's buckets live on that device
+        ids = [dist.device.index] if dist.device.type == "cuda" else None
+        ddp = DistributedDataParallel(model, device_ids=ids)
     ddp.train()
 
     sched = spec.schedule
     metrics: dict[str, float] = dict(ckpt.get("metrics", {})) if ckpt else {}
-    last_loss = float("nan")
+    last_step: StepResult | None = None  # read once per epoch, for the epoch line
     for epoch in range(start_epoch, sched.epochs):
         loader.batch_sampler.set_epoch(epoch)
         window_start, window_images = time.perf_counter(), 0
@@ -189,23 +193,24 @@ def run_training(
             )  # fmt: skip
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            targets = [Target(t["boxes"].to(dist.device), t["labels"].to(dist.device))
-                       for t in batch.targets]  # fmt: skip
-            result = train_step(
-                ddp, criterion, optimizer, batch.images.to(dist.device), batch.image_sizes,
-                targets, dist, opt_spec.clip_grad_norm, spec.precision, iteration,
+            images, image_sizes, targets = batch_to_device(batch, dist.device)
+            last_step = train_step(
+                ddp, criterion, optimizer, images, image_sizes, targets, dist,
+                opt_spec.clip_grad_norm, spec.precision, iteration,
             )  # fmt: skip
             iteration += 1
-            last_loss = result.loss
             window_images += len(batch.targets) * dist.world_size
             if iteration % spec.mlflow.log_interval == 0:
-                elapsed = time.perf_counter() - window_start
+                # The logging step's values (not a mean over the interval), read in one
+                # transfer; the steps between stay free of host syncs except the finite check.
+                values = last_step.read()
+                elapsed = time.perf_counter() - window_start  # after the read: work finished
                 logger.log_metrics(
                     {
-                        "train/loss": result.loss,
-                        **{f"train/{k}": v for k, v in result.terms.items()},
+                        "train/loss": values.loss,
+                        **{f"train/{k}": v for k, v in values.terms.items()},
                         "train/lr": lr,
-                        "train/grad_norm": result.grad_norm,
+                        "train/grad_norm": values.grad_norm,
                         "train/images_per_s": window_images / max(elapsed, 1e-9),
                         "train/epoch": epoch,
                         **_memory_metrics(dist.device),
@@ -238,6 +243,7 @@ def run_training(
             epoch_metrics["eval_epoch"] = epoch + 1  # marks the reports that evaluated
         epoch_metrics.update(metrics)
         if dist.is_main:
+            last_loss = last_step.loss if last_step is not None else float("nan")
             print(epoch_line(epoch + 1, sched.epochs, iteration, last_loss,
                              metrics if evaluated else None), flush=True)  # fmt: skip
         checkpoint = None
@@ -253,6 +259,19 @@ def run_training(
             }
         reporter.report(epoch_metrics, checkpoint)
     return RunResult(sched.epochs - start_epoch, iteration, metrics, resumed_from)
+
+
+def batch_to_device(batch: Batch, device: torch.device) -> tuple[Tensor, Tensor, list[Target]]:
+    """``(images (B, 3, H, W), image_sizes (B, 2), targets)`` of ``batch`` on ``device``. The
+    copies are queued, not waited for: a blocking copy to the GPU first waits for all its
+    queued work (a host sync); a non-blocking one from the loader's pinned batches (on CUDA)
+    is only queued on the stream."""
+
+    def to(t: Tensor) -> Tensor:
+        return t.to(device, non_blocking=True)
+
+    targets = [Target(to(t["boxes"]), to(t["labels"])) for t in batch.targets]
+    return to(batch.images), to(batch.image_sizes), targets
 
 
 def epoch_line(

@@ -136,7 +136,9 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any]:
     if spec.scaling.use_gpu and torch.cuda.is_available():
         device = ray.train.torch.get_device()
     dist = DistContext.current(device)
-    logger = RunLogger(config["tracking_uri"], config["run_id"]) if dist.is_main else None
+    logger = None
+    if dist.is_main:  # a restart replays steps the run may hold already: each written once
+        logger = RunLogger(config["tracking_uri"], config["run_id"], write_once=True)
     try:
         result = run_training(spec, paths, RayReporter(), logger, dist)
     except NonFiniteLossError as e:
@@ -189,7 +191,7 @@ def run_job(
             use_gpu=spec.scaling.use_gpu,
             resources_per_worker=spec.scaling.resources_per_worker or None,
         ),  # fmt: skip
-        torch_config=TorchConfig(backend="nccl" if spec.scaling.use_gpu else "gloo"),
+        torch_config=TorchConfig(backend=process_group_backend(spec.scaling.use_gpu)),
         run_config=ray.train.RunConfig(
             name=name,
             callbacks=callbacks or None,
@@ -266,9 +268,28 @@ def create_job_run(spec: JobSpec, uri: str, run_tags: dict[str, str] | None = No
     )  # fmt: skip
 
 
+def process_group_backend(use_gpu: bool) -> str:
+    """The torch.distributed backend Ray Train initialises on every worker. On GPUs, NCCL for
+    CUDA tensors (DDP's gradients) and gloo for CPU tensors, so the engine's per-step scalar
+    and object collectives (box count, non-finite flag, detections) stay on the CPU instead of
+    each forcing a GPU synchronisation (``DistContext`` picks the device from the group)."""
+    return "cpu:gloo,cuda:nccl" if use_gpu else "gloo"
+
+
+# Settings of the collective libraries that a user sets on the driver for the workers:
+# NCCL_DEBUG, NCCL_SOCKET_IFNAME, NCCL_IB_DISABLE, TORCH_NCCL_ASYNC_ERROR_HANDLING, ...
+_FORWARDED_PREFIXES = ("SPARSE_RCNN_", "NCCL_", "TORCH_NCCL_", "GLOO_")
+_FORWARDED_NAMES = ("TORCH_DISTRIBUTED_DEBUG", "TORCH_CPP_LOG_LEVEL", "CUDA_LAUNCH_BLOCKING")
+
+
 def _forwarded_env() -> dict[str, str]:
-    """The platform's own variables (``SPARSE_RCNN_*``) reach every worker, on any node."""
-    return {k: v for k, v in os.environ.items() if k.startswith("SPARSE_RCNN_")}
+    """Variables set on the driver that reach every worker, on any node: the platform's own
+    (``SPARSE_RCNN_*``) and those of NCCL, gloo and torch.distributed (Ray Train V2 forwards
+    only its own ``RAY_TRAIN_*``)."""
+    return {
+        k: v for k, v in os.environ.items()
+        if k.startswith(_FORWARDED_PREFIXES) or k in _FORWARDED_NAMES
+    }  # fmt: skip
 
 
 def _log_final_checkpoint(uri: str, run_id: str, ckpt, spec: JobSpec) -> str | None:

@@ -237,7 +237,11 @@ class JobSpec(_Section):
     batch_size_per_worker: StrictInt = Field(2, ge=1)
     seeds: SeedSpec = Field(default_factory=SeedSpec)
     deterministic: StrictBool = Field(False, description="use deterministic algorithms (warn only)")
-    precision: Literal["fp32", "bf16"] = "fp32"
+    precision: Literal["fp32", "bf16"] = Field(
+        "fp32",
+        description="bf16: the forward under bfloat16 autocast (CUDA; CPU works, slowly), "
+        "losses and optimizer in float32. No fp16: it would need loss scaling",
+    )
     eval_interval: StrictInt = Field(
         1, ge=0, description="epochs between evaluations; 0: only at end"
     )

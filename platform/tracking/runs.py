@@ -140,24 +140,61 @@ def run_status(uri: str, run_id: str) -> str:
 
 class RunLogger:
     """Rank 0's view of the run: batched metrics, evaluation metrics at step = epoch,
-    detections and checkpoints as artifacts. Implements the engine's ``MetricsLogger``."""
+    detections and checkpoints as artifacts. Implements the engine's ``MetricsLogger``.
 
-    def __init__(self, uri: str, run_id: str):
-        self.uri, self.run_id = uri, run_id
+    ``write_once`` (the training worker's logger): every metric, and every image key, is
+    written at most once per step, across restarts too. A worker-group restart resumes from
+    the last committed checkpoint, which can be older than what the run already holds: the
+    engine logs an epoch's evaluation before ``reporter.report`` commits that epoch's
+    checkpoint, and every iteration after the checkpoint is trained and logged again. MLflow
+    cannot update or delete a logged value (a second one at the same step is appended and
+    plotted beside it), so this logger drops values instead: per metric key it learns the last
+    step the run holds (one ``get_metric_history`` the first time it writes a key the run
+    already has; images: one listing of ``images/``), and skips any value at a step up to that
+    one. The values kept are those logged first; a ``deterministic`` run reproduces them on the
+    re-run, otherwise they differ from the re-run by non-deterministic kernels' noise only.
+    Without ``write_once`` a value logged again at a step is appended, and MLflow shows the
+    newest as the metric's latest (a study report's summary at step 0 is updated that way).
+    """
+
+    def __init__(self, uri: str, run_id: str, write_once: bool = False):
+        self.uri, self.run_id, self.write_once = uri, run_id, write_once
         self.client = client(uri)
+        self._existing: set[str] | None = None  # metric keys the run had when first written to
+        self._last_step: dict[str, int] = {}  # per metric key: the last step the run holds
+        self._image_steps: dict[str, int] | None = None  # per image file key, the same
+
+    def _last_logged(self, key: str) -> int:
+        if not self.write_once:
+            return -1
+        if key not in self._last_step:
+            if self._existing is None:
+                self._existing = set(self.client.get_run(self.run_id).data.metrics)
+            history = []
+            if key in self._existing:  # a fresh run costs one get_run, no history calls
+                history = self.client.get_metric_history(self.run_id, key)
+            self._last_step[key] = max((m.step for m in history), default=-1)
+        return self._last_step[key]
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        """``metrics`` at ``step``; with ``write_once``, a key the run already holds at this or
+        a later step is skipped (see the class doc)."""
         import time
 
         ts = int(time.time() * 1000)
-        self.client.log_batch(
-            self.run_id, metrics=[Metric(k, float(v), ts, step) for k, v in metrics.items()]
-        )
+        new = [Metric(k, float(v), ts, step) for k, v in metrics.items()
+               if step > self._last_logged(k)]  # fmt: skip
+        if not new:
+            return
+        self.client.log_batch(self.run_id, metrics=new)
+        for m in new:
+            self._last_step[m.key] = step
 
     def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         """Evaluation metrics at step ``epoch``. A metric that does not exist for this run is
         not logged: COCO's -1 ("no object of this size", e.g. APl on small-object data) and NaN
-        would otherwise plot as real values."""
+        would otherwise plot as real values. With ``write_once``, an epoch already logged
+        (before a restart) is not logged again."""
         kept = {names.EVAL_PREFIX + k: v for k, v in metrics.items() if math.isfinite(v) and v >= 0}
         if kept:
             self.log_metrics(kept, step=epoch)
@@ -175,8 +212,26 @@ class RunLogger:
 
     def log_image(self, image: Any, key: str, step: int) -> None:
         """An (H, W, 3) uint8 image (or PIL image) under ``key`` at ``step`` (the epoch for
-        evaluation pictures), so the UI's image view steps through epochs."""
+        evaluation pictures), so the UI's image view steps through epochs. With ``write_once``,
+        skipped when the run already holds an image of ``key`` at this or a later step."""
+        file_key = key.replace("/", "~")  # how MLflow 3 names the file: images/KEY+step+N+...
+        if self.write_once and step <= self._logged_image_steps().get(file_key, -1):
+            return
         self.client.log_image(self.run_id, image, key=key, step=step)
+        if self._image_steps is not None:
+            self._image_steps[file_key] = step
+
+    def _logged_image_steps(self) -> dict[str, int]:
+        """``{file key: last step}`` of the run's stepped images, listed once. A file name not
+        in MLflow 3's ``KEY+step+N+timestamp+...`` form is ignored (its image logs again)."""
+        if self._image_steps is None:
+            self._image_steps = {}
+            for f in self.client.list_artifacts(self.run_id, "images"):
+                parts = f.path.rsplit("/", 1)[-1].split("+")
+                if len(parts) > 2 and parts[1] == "step" and parts[2].isdigit():
+                    last = self._image_steps.get(parts[0], -1)
+                    self._image_steps[parts[0]] = max(last, int(parts[2]))
+        return self._image_steps
 
     def log_png(self, data: bytes, artifact_file: str) -> None:
         """PNG bytes as the artifact ``artifact_file`` (folders in the name are kept)."""

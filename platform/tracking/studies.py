@@ -115,12 +115,18 @@ def mark_trial_done(uri: str, run_id: str, result: dict[str, Any]) -> None:
 
 
 def eval_history(uri: str, run_id: str, metrics: tuple[str, ...]) -> dict[str, list[list[float]]]:
-    """``{metric: [[epoch, value], ...]}`` of the run's validation metrics, in epoch order."""
+    """``{metric: [[epoch, value], ...]}`` of the run's validation metrics, in epoch order, one
+    point per epoch. ``RunLogger`` writes an epoch once; a run with two values at an epoch
+    (logged before and after a restart by an older version) gives the later one, the value of
+    the attempt that went on."""
     c = client(uri)
     out = {}
     for m in metrics:
         hist = c.get_metric_history(run_id, names.EVAL_PREFIX + m)
-        out[m] = [[float(h.step), float(h.value)] for h in sorted(hist, key=lambda h: h.step)]
+        last: dict[int, float] = {}
+        for h in sorted(hist, key=lambda h: (h.step, h.timestamp)):
+            last[h.step] = float(h.value)
+        out[m] = [[float(step), value] for step, value in sorted(last.items())]
     return out
 
 

@@ -90,3 +90,50 @@ def test_an_evaluation_the_spec_makes_impossible_stops_the_run(tmp_path, make_sp
         "got [100, 10, 1]"
     )
     assert reporter.history == []  # nothing reported as if the epoch had been evaluated
+
+
+class CrashBeforeCommit(LocalReporter):
+    """Raises in ``report`` before keeping epoch ``epoch``'s checkpoint, once: the process
+    died after logging that epoch's evaluation but before its checkpoint was committed."""
+
+    def __init__(self, folder, epoch: int):
+        super().__init__(folder)
+        self.epoch = epoch
+
+    def report(self, metrics, checkpoint):
+        if checkpoint is not None and checkpoint["epoch"] == self.epoch:
+            raise RuntimeError("crash before the checkpoint was committed")
+        super().report(metrics, checkpoint)
+
+
+@pytest.mark.slow
+def test_a_restart_logs_each_epoch_and_iteration_once(tmp_path, make_spec, small_data,
+                                                       monkeypatch):  # fmt: skip
+    """Evaluate -> log -> crash before the checkpoint -> resume from the previous checkpoint,
+    on a real MLflow store: the re-run epoch and its iterations are not logged a second time."""
+    from mlflow.tracking import MlflowClient
+
+    from sparse_rcnn.platform.tracking.runs import RunLogger, create_run
+    from sparse_rcnn.platform.tracking.studies import eval_history
+
+    monkeypatch.chdir(tmp_path)  # a SQLite store's artifacts go to ./mlruns
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run_id = create_run(uri, "restart", "r", {"a": 1})
+    spec = make_spec(deterministic=True, **{"schedule.epochs": 3})
+    with pytest.raises(RuntimeError, match="before the checkpoint"):
+        run_training(spec, small_data, CrashBeforeCommit(tmp_path / "ck", epoch=1),
+                     RunLogger(uri, run_id, write_once=True))  # fmt: skip
+    c = MlflowClient(uri)
+    assert [m.step for m in c.get_metric_history(run_id, "val/AP")] == [1, 2]  # 2: uncommitted
+    resumed = run_training(spec, small_data, LocalReporter(tmp_path / "ck"),
+                           RunLogger(uri, run_id, write_once=True))  # fmt: skip
+    assert resumed.resumed_from_epoch == 0 and resumed.iterations == 3 * 4
+
+    ap = c.get_metric_history(run_id, "val/AP")
+    assert sorted(m.step for m in ap) == [1, 2, 3]
+    losses = c.get_metric_history(run_id, "train/loss")  # log_interval 1
+    assert sorted(m.step for m in losses) == list(range(1, 13))
+    history = eval_history(uri, run_id, ("AP", "AP50"))
+    assert [epoch for epoch, _ in history["AP"]] == [1.0, 2.0, 3.0]
+    assert [epoch for epoch, _ in history["AP50"]] == [1.0, 2.0, 3.0]
+    assert history["AP"][-1][1] == pytest.approx(resumed.metrics["AP"])

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 import os
 import socket
 
@@ -112,3 +113,18 @@ def test_two_worker_ddp_equals_one_worker_with_the_global_batch(tmp_path):
     moved = max((ddp_state[k].float() - SparseRCNN(CFG).state_dict()[k].float()).abs().max()
                 for k in single if k.endswith("fc_cls.weight"))  # fmt: skip
     assert moved > 1e-4  # the parameters did train
+
+
+def test_bf16_autocast_keeps_the_losses_in_float32():
+    """``precision: bf16`` runs the forward under autocast; the criterion gets float32 outputs,
+    so every loss term (and the grad norm) is float32. On CPU here; the GPU tests run it on
+    CUDA."""
+    torch.manual_seed(0)
+    model = SparseRCNN(CFG).train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    images, sizes, targets = batch(2)
+    out = train_step(model, SetCriterion(CFG), opt, images, sizes, targets, DistContext(), 1.0,
+                     precision="bf16")  # fmt: skip
+    assert out.loss_tensor.dtype == torch.float32
+    assert {t.dtype for t in out.term_tensors.values()} == {torch.float32}
+    assert math.isfinite(out.loss) and out.grad_norm > 0
