@@ -133,24 +133,16 @@ def _study(study_id: str | None):
 def link_lines(base: str, backend: str, record, experiments: bool = True) -> list[str]:
     """What to open: each experiment's runs in ``backend`` (newest first, at most 8, unless
     ``experiments`` is False) and the study's pages when ``record`` is tracked there."""
-    import logging
-
-    from mlflow import MlflowClient
-
     from sparse_rcnn.platform.tracking import links, names
 
-    # Opening a new store logs "Creating initial MLflow database tables..." at INFO: not ours.
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
-    c = MlflowClient(backend)
     lines = []
-    found = [e for e in c.search_experiments(order_by=["last_update_time DESC"])
-             if e.name != "Default"] if experiments else []  # fmt: skip
-    for e in found[:8]:
-        lines.append(f"  experiment {e.name}: {links.experiment_runs(base, e.experiment_id)}")
+    if experiments:
+        for name, eid in list(links.experiment_ids(backend).items())[:8]:
+            lines.append(f"  experiment {name}: {links.experiment_runs(base, eid)}")
     if record is not None:
-        exp = c.get_experiment_by_name(record.experiment)
-        if exp is not None:
-            eid, rid = exp.experiment_id, record.parent_run_id
+        eid = links.experiment_ids(backend, [record.experiment]).get(record.experiment)
+        if eid is not None:
+            rid = record.parent_run_id
             lines += [
                 f"  study {record.study_id}: {links.study_runs(base, eid, record.study_id)}",
                 f"    conclusions: {links.run_page(base, eid, rid)}",

@@ -344,11 +344,7 @@ class StudyProgress(tune.Callback):
         total = max(self.total, len(trials))
         pending = total - done - len(running)
         finite = [v for v in self._finals.values() if math.isfinite(v)]
-        span = (
-            f" | {self.metric} best {max(finite):.2f} worst {min(finite):.2f}"
-            if finite
-            else ""
-        )
+        span = f" | {self.metric} best {max(finite):.2f} worst {min(finite):.2f}" if finite else ""
         eta = ""
         if self._walls:
             avg = sum(self._walls) / len(self._walls)

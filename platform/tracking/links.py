@@ -31,3 +31,23 @@ def run_page(base: str, experiment_id: str, run_id: str) -> str:
 def artifact(base: str, experiment_id: str, run_id: str, path: str) -> str:
     """One artifact of a run, opened in the UI's artifact viewer."""
     return f"{run_page(base, experiment_id, run_id)}/artifacts/{path}"
+
+
+def experiment_ids(uri: str, names_: list[str] | None = None) -> dict[str, str]:
+    """Experiment name -> id in the store at ``uri``, newest first (all but MLflow's empty
+    ``Default`` unless asked for by name); only ``names_`` when given (absent ones left out)."""
+    import logging
+
+    from mlflow import MlflowClient
+
+    # Opening a new store logs "Creating initial MLflow database tables..." at INFO: not ours.
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    c = MlflowClient(uri)
+    if names_ is not None:
+        found = {n: c.get_experiment_by_name(n) for n in names_}
+        return {n: e.experiment_id for n, e in found.items() if e is not None}
+    return {
+        e.name: e.experiment_id
+        for e in c.search_experiments(order_by=["last_update_time DESC"])
+        if e.name != "Default"
+    }

@@ -48,8 +48,10 @@ def test_the_submission_id_comes_from_rays_job_config_and_is_kept_for_children(m
     monkeypatch.delenv("SPARSE_RCNN_SUBMISSION_ID", raising=False)
     monkeypatch.delenv("RAY_JOB_CONFIG_JSON_ENV_VAR", raising=False)
     assert submission_id() is None
-    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR",
-                       '{"runtime_env": {}, "metadata": {"job_submission_id": "ray-submit-ab"}}')
+    monkeypatch.setenv(
+        "RAY_JOB_CONFIG_JSON_ENV_VAR",
+        '{"runtime_env": {}, "metadata": {"job_submission_id": "ray-submit-ab"}}',
+    )
     assert submission_id() == "ray-submit-ab"
     import os
 
