@@ -240,6 +240,7 @@ def study_trial(config: dict[str, Any]) -> None:
     reports reach Tune on the way through ``TuneReportCallback``."""
     from ray.tune.integration.ray_train import TuneReportCallback
 
+    started_at = time.time()  # the slot's time line, for bench/study_packing.py
     plan, ctx = config["trial"], config["ctx"]
     os.environ.update(ctx["env"])  # the driver's state dir and tracking URI, on any node
     uri, experiment, study_id = ctx["tracking_uri"], ctx["experiment"], ctx["study_id"]
@@ -277,6 +278,7 @@ def study_trial(config: dict[str, Any]) -> None:
         result.update({m: math.nan for m in METRICS})
     result["wall_s"] = time.perf_counter() - start
     result["eval_history"] = json.dumps(eval_history(uri, run_id, METRICS))
+    result.update(started_at=started_at, ended_at=time.time())
     mark_trial_done(uri, run_id, result)
     tune.report(result)
 
