@@ -34,12 +34,12 @@ from sparse_rcnn.platform.orchestration.cluster import (
     alive_node_count,
     check_resources,
     connect,
+    forwarded_env,
 )
 from sparse_rcnn.platform.orchestration.preflight import preflight
 from sparse_rcnn.platform.redact import redact
 from sparse_rcnn.platform.spec.job import JobSpec
 from sparse_rcnn.platform.spec.load import dump_spec, flatten, format_validation_error
-from sparse_rcnn.platform.state_dir import ENV as STATE_ENV
 from sparse_rcnn.platform.state_dir import state_dir
 from sparse_rcnn.platform.tracking import names
 from sparse_rcnn.platform.tracking.runs import RunLogger, create_run, finish_run
@@ -196,7 +196,7 @@ def run_job(
             storage_path=storage,
             failure_config=ray.train.FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
-            worker_runtime_env={"env_vars": _forwarded_env()},
+            worker_runtime_env={"env_vars": forwarded_env(uri)},
             # Ray Train logs every report at INFO; the engine prints one line per epoch instead.
             logging_config=ray.train.LoggingConfig(log_level="WARNING"),
         ),
@@ -229,10 +229,10 @@ def last_checkpoint(storage: str, name: str) -> str | None:
 
 
 def connect_tracked(uri: str, address: str | None = None) -> None:
-    """Connect to Ray with the state dir and tracking URI in every worker's environment; raise
-    :class:`JobFailed` when several nodes would each write their own local MLflow store."""
-    env = {STATE_ENV: str(state_dir()), "MLFLOW_TRACKING_URI": uri, **credential_env()}
-    connect(address, env)
+    """Connect to Ray with :func:`forwarded_env` and the MLflow credentials in every worker's
+    environment; raise :class:`JobFailed` when several nodes would each write their own local
+    MLflow store."""
+    connect(address, {**forwarded_env(uri), **credential_env()})
     if alive_node_count() > 1 and is_local_store(uri):
         raise JobFailed(
             f"this Ray cluster has {alive_node_count()} nodes but MLflow tracking points to a "
@@ -255,11 +255,6 @@ def create_job_run(spec: JobSpec, uri: str, run_tags: dict[str, str] | None = No
         params=flatten(spec.model_dump(mode="json")), tags=tags, spec_yaml=dump_spec(spec),
         parent_run_id=parent_run_id,
     )  # fmt: skip
-
-
-def _forwarded_env() -> dict[str, str]:
-    """The platform's own variables (``SPARSE_RCNN_*``) reach every worker, on any node."""
-    return {k: v for k, v in os.environ.items() if k.startswith("SPARSE_RCNN_")}
 
 
 def _log_final_checkpoint(uri: str, run_id: str, ckpt, spec: JobSpec) -> str | None:
