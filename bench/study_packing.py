@@ -118,7 +118,11 @@ def run_once(spec: str) -> dict[str, float]:
 
 def from_study(study_id: str) -> dict[str, float]:
     from sparse_rcnn.platform.orchestration.results import read_results
-    from sparse_rcnn.platform.orchestration.study import RESULTS_FILE, StudyRecord, study_folder
+    from sparse_rcnn.platform.orchestration.study_record import (
+        RESULTS_FILE,
+        StudyRecord,
+        study_folder,
+    )
 
     folder = study_folder(study_id)
     record = StudyRecord.load(folder)

@@ -35,7 +35,7 @@ def print_report(
     study_id: str, replicates: int | None = None, log: bool = True, html: Path | None = None
 ) -> None:
     from sparse_rcnn.platform.cli.main import UserError
-    from sparse_rcnn.platform.orchestration.study import StudyError
+    from sparse_rcnn.platform.orchestration.study_record import StudyError
     from sparse_rcnn.platform.orchestration.study_report import write_report
     from sparse_rcnn.platform.output_files import atomic_write
     from sparse_rcnn.platform.tracking.names import ARTIFACT_REPORT_HTML as REPORT_HTML

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from sparse_rcnn.platform.orchestration.results import write_results
-from sparse_rcnn.platform.orchestration.study import RESULTS_FILE, StudyRecord, studies_root
+from sparse_rcnn.platform.orchestration.study_record import RESULTS_FILE, StudyRecord, studies_root
 from sparse_rcnn.platform.spec.study import load_study
 from sparse_rcnn.platform.stats.analysis import analyze
 from sparse_rcnn.platform.stats.table import Run

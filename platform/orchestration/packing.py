@@ -1,0 +1,71 @@
+"""What one seed-study trial reserves, and how many trials the cluster runs at once.
+
+A trial is a Tune trial actor (the trial's driver, which calls ``TorchTrainer.fit``) plus its
+Ray Train workers. Tune accounts only for the trial actor; the workers reserve their own
+placement group outside Tune's accounting, so Tune would start more trials than fit and leave
+them waiting. The study therefore sets ``max_concurrent_trials`` from the cluster's totals and
+the largest trial (:func:`pack_trials`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from sparse_rcnn.platform.orchestration.cluster import ResourceError, job_resources
+from sparse_rcnn.platform.spec.job import ScalingSpec
+from sparse_rcnn.platform.spec.study import Study
+
+TRIAL_DRIVER_CPU = 0.01
+"""CPU reserved by each trial's driver (the Tune actor that calls ``TorchTrainer.fit``); the
+Train controller reserves none. Taken off the workers' share so trials pack exactly."""
+
+
+def trial_job(job: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``job`` (a JSON-able job spec) whose workers' CPU is lowered by the trial
+    driver's share when the job leaves ``resources_per_worker`` to Ray's default (1 CPU), so
+    that N trials use exactly N x workers CPUs."""
+    job = json.loads(json.dumps(job))
+    scaling = job["scaling"]
+    if not scaling.get("resources_per_worker"):
+        share = 1.0 - TRIAL_DRIVER_CPU / scaling["num_workers"]
+        scaling["resources_per_worker"] = {"CPU": round(share, 4)}
+        if scaling.get("use_gpu"):
+            scaling["resources_per_worker"]["GPU"] = 1.0
+    return job
+
+
+def trial_resources(job: dict[str, Any]) -> dict[str, float]:
+    """Everything one trial of ``job`` (as :func:`trial_job` returns it) reserves: its driver
+    and all of its workers."""
+    need = job_resources(ScalingSpec.model_validate(job["scaling"]))
+    need["CPU"] = need.get("CPU", 0.0) + TRIAL_DRIVER_CPU
+    return need
+
+
+def pack_trials(study: Study, totals: dict[str, float]) -> tuple[int, list[dict[str, Any]]]:
+    """``(max_concurrent_trials, job dicts)``: how many trials the cluster ``totals`` hold at
+    once, and each trial's job as :func:`trial_job` returns it. Raises :class:`ResourceError`
+    when not even one trial fits."""
+    jobs = [trial_job(plan.job) for plan in study.trials]
+    need: dict[str, float] = {}
+    for job in jobs:
+        for k, v in trial_resources(job).items():
+            need[k] = max(need.get(k, 0.0), v)
+    fits = []
+    for k, v in need.items():
+        if v <= 0:
+            continue
+        have = totals.get(k, 0.0)
+        n = math.floor(have / v + 1e-6)
+        if n < 1:
+            raise ResourceError(
+                f"one trial needs {v:g} {k} but the cluster has {have:g}; lower "
+                "scaling.num_workers or scaling.resources_per_worker"
+            )
+        fits.append(n)
+    concurrency = min([len(study.trials), *fits])
+    if study.spec.max_concurrent_trials:
+        concurrency = min(concurrency, study.spec.max_concurrent_trials)
+    return concurrency, jobs
