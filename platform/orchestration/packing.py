@@ -29,8 +29,10 @@ def trial_job(job: dict[str, Any]) -> dict[str, Any]:
     job = json.loads(json.dumps(job))
     scaling = job["scaling"]
     if not scaling.get("resources_per_worker"):
-        share = 1.0 - TRIAL_DRIVER_CPU / scaling["num_workers"]
-        scaling["resources_per_worker"] = {"CPU": round(share, 4)}
+        # Rounded down to Ray's resource precision (1e-4): rounded to nearest, 3 workers x
+        # 0.9967 plus the driver would need 3.0001 CPUs and not fit on 3.
+        share = math.floor((1.0 - TRIAL_DRIVER_CPU / scaling["num_workers"]) * 1e4 + 1e-6) / 1e4
+        scaling["resources_per_worker"] = {"CPU": share}
         if scaling.get("use_gpu"):
             scaling["resources_per_worker"]["GPU"] = 1.0
     return job
