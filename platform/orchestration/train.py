@@ -109,11 +109,16 @@ class RayReporter:
             ray.train.report(metrics, checkpoint=ray_ckpt)
 
 
-def _match_threads_to_cpus() -> None:
-    """One torch thread per CPU this worker reserved (at least one), set explicitly instead of
-    relying on the ``OMP_NUM_THREADS`` Ray exports at process start: N one-CPU workers (or
-    study trials) on N cores must never run more compute threads than cores."""
-    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
+def match_threads_to_cpus() -> None:
+    """One torch thread per CPU this Ray worker or actor reserved (at least one), set explicitly
+    instead of relying on the ``OMP_NUM_THREADS`` Ray exports at process start: N one-CPU
+    workers (or study trials) on N cores must never run more compute threads than cores."""
+    if not ray.is_initialized():  # no Ray here (get_runtime_context would start one)
+        return
+    try:
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
+    except AssertionError:  # a driver, not a worker or actor: torch decides
+        return
     if cpus:
         torch.set_num_threads(max(1, math.floor(cpus + 1e-6)))
 
@@ -127,7 +132,7 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any]:
         spec = JobSpec.model_validate(config["spec"])
     except ValidationError as e:
         return {"status": "refused", "error": format_validation_error(e, "job spec")}
-    _match_threads_to_cpus()
+    match_threads_to_cpus()
     paths = DatasetPaths(**config["paths"])
     if spec.dataset.kind == "synthetic" and not Path(paths.train_ann).exists():
         # A worker on another node: generation is deterministic, so it makes its own copy.
@@ -215,7 +220,12 @@ def run_job(
     if outcome.get("status") in ("diverged", "refused"):
         finish_run(uri, run_id, "FAILED", outcome["error"])
         raise JobFailed(f"training run {run_id} stopped: {outcome['error']}")
-    checkpoint_path = _log_final_checkpoint(uri, run_id, result.checkpoint, spec)
+    checkpoint_path = None
+    if result.checkpoint is not None:
+        with result.checkpoint.as_directory() as d:
+            state = torch.load(Path(d) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+        log_final_checkpoint(uri, run_id, state, spec)
+        checkpoint_path = result.checkpoint.path
     finish_run(uri, run_id, "FINISHED")
     return JobOutcome(run_id, uri, outcome.get("metrics", {}), checkpoint_path, result.path)
 
@@ -257,15 +267,12 @@ def create_job_run(spec: JobSpec, uri: str, run_tags: dict[str, str] | None = No
     )  # fmt: skip
 
 
-def _log_final_checkpoint(uri: str, run_id: str, ckpt, spec: JobSpec) -> str | None:
-    """Convert Ray's last checkpoint to our model format and log it as an artifact."""
-    if ckpt is None:
-        return None
-    with ckpt.as_directory() as d:
-        state = torch.load(Path(d) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+def log_final_checkpoint(uri: str, run_id: str, state: dict[str, Any], spec: JobSpec) -> None:
+    """Convert the engine's last checkpoint (``state``) to our model format and log it as the
+    run's ``checkpoint/model.pt``."""
     cfg = ModelConfig.from_dict(state["model_config"])
-    out = Path(tempfile.mkdtemp()) / "model.pt"
     provenance = {"source": f"mlflow run {run_id}", "job": spec.name, "epoch": state["epoch"]}
-    save_checkpoint(out, state["model"], cfg, provenance)
-    RunLogger(uri, run_id).log_artifact(out, names.ARTIFACT_CHECKPOINT_DIR)
-    return ckpt.path
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "model.pt"
+        save_checkpoint(out, state["model"], cfg, provenance)
+        RunLogger(uri, run_id).log_artifact(out, names.ARTIFACT_CHECKPOINT_DIR)
