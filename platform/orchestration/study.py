@@ -25,7 +25,7 @@ from sparse_rcnn.platform.orchestration.cluster import (
     cluster_totals,
     forwarded_env,
 )
-from sparse_rcnn.platform.orchestration.packing import TRIAL_DRIVER_CPU, pack_trials
+from sparse_rcnn.platform.orchestration.packing import pack_trials, trial_placement
 from sparse_rcnn.platform.orchestration.study_progress import StudyProgress
 from sparse_rcnn.platform.orchestration.study_record import (
     RESULTS_FILE,
@@ -38,9 +38,9 @@ from sparse_rcnn.platform.orchestration.study_record import (
     study_folder,
 )
 from sparse_rcnn.platform.orchestration.study_trial import study_trial
-from sparse_rcnn.platform.orchestration.train import connect_tracked
+from sparse_rcnn.platform.orchestration.train import connect_tracked, dataset_paths
 from sparse_rcnn.platform.orchestration.tune_state import SignTuneState, sign, verify
-from sparse_rcnn.platform.spec.job import ScalingSpec
+from sparse_rcnn.platform.spec.job import JobSpec, ScalingSpec
 from sparse_rcnn.platform.spec.load import dump_spec, flatten
 from sparse_rcnn.platform.spec.study import Study
 from sparse_rcnn.platform.tracking.runs import finish_run
@@ -71,6 +71,9 @@ def start_study(
     for scaling in {json.dumps(p.job["scaling"], sort_keys=True) for p in study.trials}:
         check_resources(ScalingSpec.model_validate_json(scaling), nodes)
     concurrency, jobs = pack_trials(study, cluster_totals(nodes))
+    datasets = {json.dumps(p.job["dataset"], sort_keys=True): p.job for p in study.trials}
+    for job in datasets.values():
+        dataset_paths(JobSpec.model_validate(job))  # generated once here, not by every trial
     study_id = study_id or new_study_id(study.spec.name)
     folder = path_under(studies_root(), study_id, "study id")
     folder.mkdir(parents=True, exist_ok=False)
@@ -110,9 +113,11 @@ def start_study(
         flush=True,
     )
     tuner = tune.Tuner(
-        tune.with_resources(study_trial, {"cpu": TRIAL_DRIVER_CPU}),
+        tune.with_resources(study_trial, trial_placement),
         param_space={"trial": tune.grid_search(trials), "ctx": ctx},
-        tune_config=tune.TuneConfig(max_concurrent_trials=concurrency),
+        # A finished trial's actor takes the next trial with the same resources: no new
+        # process, imports or placement group between trials (issue 12).
+        tune_config=tune.TuneConfig(max_concurrent_trials=concurrency, reuse_actors=True),
         run_config=tune.RunConfig(
             name=TUNE_NAME,
             storage_path=str(folder),
@@ -142,7 +147,7 @@ def resume_study(study_id: str, address: str | None = None) -> StudyOutcome:
     print(f"resuming study {study_id} from {tune_path}", flush=True)
     tuner = tune.Tuner.restore(
         str(tune_path),
-        trainable=tune.with_resources(study_trial, {"cpu": TRIAL_DRIVER_CPU}),
+        trainable=tune.with_resources(study_trial, trial_placement),
         resume_unfinished=True,
         resume_errored=True,
     )

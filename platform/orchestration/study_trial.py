@@ -1,9 +1,16 @@
 """A study's trial function, which Ray Tune runs once per trial.
 
+A one-worker trial trains in the trial's own process
+(:func:`~sparse_rcnn.platform.orchestration.in_process.run_job_in_process`; the study reuses
+trial actors, so the next trial starts without a new process); a larger one runs its job on Ray
+Train (:func:`~sparse_rcnn.platform.orchestration.train.run_job`). Both report every epoch's
+metrics to Tune and the trial's result once, at the end.
+
 Idempotence: each trial's MLflow child run is found again by its study and trial tags. A trial
 whose run already holds a result (it finished before the driver died, whether or not Tune had
 saved that) reports the stored result instead of training again; an unfinished one continues the
-same MLflow run and the same Ray Train run name, so Train resumes from its last checkpoint.
+same MLflow run and the same run name (``<study id>-<trial key>``), so it resumes from its last
+checkpoint.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from typing import Any
 
 from ray import tune
 
+from sparse_rcnn.platform.orchestration.in_process import run_job_in_process, runs_in_process
 from sparse_rcnn.platform.orchestration.train import JobFailed, create_job_run, run_job
 from sparse_rcnn.platform.spec.job import JobSpec
 from sparse_rcnn.platform.spec.study import METRICS
@@ -29,10 +37,7 @@ from sparse_rcnn.platform.tracking.studies import (
 
 
 def study_trial(config: dict[str, Any]) -> None:
-    """One trial, run by Tune. Reports the trial's result once, at the end; Train's per-epoch
-    reports reach Tune on the way through ``TuneReportCallback``."""
-    from ray.tune.integration.ray_train import TuneReportCallback
-
+    """One trial, run by Tune (see the module doc)."""
     started_at = time.time()  # the slot's time line, for bench/study_packing.py
     plan, ctx = config["trial"], config["ctx"]
     os.environ.update(ctx["env"])  # the driver's state dir and tracking URI, on any node
@@ -56,13 +61,15 @@ def study_trial(config: dict[str, Any]) -> None:
         reopen_run(uri, run_id)
     start = time.perf_counter()
     result: dict[str, Any] = {"final": 1, "trial_key": plan["key"], "run_id": run_id}
+    name = f"{study_id}-{plan['key']}"
     try:
-        outcome = run_job(
-            spec,
-            run_id=run_id,
-            train_name=f"{study_id}-{plan['key']}",
-            callbacks=[TuneReportCallback()],
-        )
+        if runs_in_process(spec):
+            outcome = run_job_in_process(spec, run_id, uri, name, on_report=tune.report)
+        else:
+            from ray.tune.integration.ray_train import TuneReportCallback
+
+            outcome = run_job(spec, run_id=run_id, train_name=name,
+                              callbacks=[TuneReportCallback()])  # fmt: skip
         result["status"] = "ok"
         result.update({m: float(outcome.metrics.get(m, math.nan)) for m in METRICS})
     except JobFailed as e:  # the run is already FAILED in MLflow; the study goes on

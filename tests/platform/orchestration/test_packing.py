@@ -10,6 +10,8 @@ from sparse_rcnn.platform.orchestration.cluster import ResourceError, forwarded_
 from sparse_rcnn.platform.orchestration.packing import (
     TRIAL_DRIVER_CPU,
     pack_trials,
+    trial_actor_resources,
+    trial_placement,
     trial_resources,
 )
 from sparse_rcnn.platform.spec.study import load_study
@@ -30,11 +32,35 @@ def study(tmp_path, small_job):
     return make
 
 
+def test_one_worker_trials_train_in_their_actor_which_reserves_the_worker(study):
+    s = study()
+    concurrency, jobs = pack_trials(s, {"CPU": 2.0})
+    assert concurrency == 2 and len(jobs) == 4
+    assert jobs[0]["scaling"] == s.trials[0].job["scaling"]  # nothing taken off
+    assert trial_actor_resources(jobs[0]) == trial_resources(jobs[0]) == {"CPU": 1.0}
+    placement = trial_placement({"trial": {"job": jobs[0]}})
+    assert placement == trial_placement({"trial": {"job": jobs[3]}})  # reusable actors
+    assert placement.bundles == [{"CPU": 1.0}]
+    gpu = study(**{"scaling.use_gpu": True})
+    assert trial_actor_resources(pack_trials(gpu, {"CPU": 2.0, "GPU": 1.0})[1][0]) == {
+        "CPU": 1.0, "GPU": 1.0,
+    }  # fmt: skip
+    assert pack_trials(gpu, {"CPU": 2.0, "GPU": 1.0})[0] == 1
+
+
+def test_a_one_worker_job_with_remote_storage_runs_on_ray_train(study):
+    (job,) = pack_trials(study(storage_path="s3://bucket/ckpt"), {"CPU": 2.0})[1][:1]
+    assert trial_actor_resources(job) == {"CPU": TRIAL_DRIVER_CPU}
+    assert job["scaling"]["resources_per_worker"] == {"CPU": 1 - TRIAL_DRIVER_CPU}
+    assert trial_resources(job) == {"CPU": pytest.approx(1.0)}
+
+
 def test_two_worker_trials_reserve_exactly_two_cpus_with_their_driver(study):
     concurrency, jobs = pack_trials(study(**{"scaling.num_workers": 2}), {"CPU": 4.0})
     assert concurrency == 2 and len(jobs) == 4
     per_worker = jobs[0]["scaling"]["resources_per_worker"]
     assert per_worker == {"CPU": 1 - TRIAL_DRIVER_CPU / 2}
+    assert trial_actor_resources(jobs[0]) == {"CPU": TRIAL_DRIVER_CPU}
     assert trial_resources(jobs[0]) == {"CPU": pytest.approx(2.0)}
 
 
