@@ -151,7 +151,3 @@ def cluster_totals(nodes: list[dict[str, Any]]) -> dict[str, float]:
         for k, v in n.get("Resources", {}).items():
             totals[k] = totals.get(k, 0.0) + float(v)
     return totals
-
-
-def alive_node_count() -> int:
-    return sum(1 for n in ray.nodes() if n.get("Alive"))

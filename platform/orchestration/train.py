@@ -31,7 +31,7 @@ from sparse_rcnn.platform.engine.loop import RunRefused, run_training
 from sparse_rcnn.platform.engine.train_step import NonFiniteLossError
 from sparse_rcnn.platform.errors import MissingFileError, PlatformError
 from sparse_rcnn.platform.orchestration.cluster import (
-    alive_node_count,
+    alive_nodes,
     check_resources,
     connect,
     forwarded_env,
@@ -243,9 +243,10 @@ def connect_tracked(uri: str, address: str | None = None) -> None:
     environment; raise :class:`JobFailed` when several nodes would each write their own local
     MLflow store."""
     connect(address, {**forwarded_env(uri), **credential_env()})
-    if alive_node_count() > 1 and is_local_store(uri):
+    nodes = len(alive_nodes())
+    if nodes > 1 and is_local_store(uri):
         raise JobFailed(
-            f"this Ray cluster has {alive_node_count()} nodes but MLflow tracking points to a "
+            f"this Ray cluster has {nodes} nodes but MLflow tracking points to a "
             f"local store ({uri}); each node would write its own files. Start an MLflow server "
             "and set mlflow.tracking_uri (or MLFLOW_TRACKING_URI)."
         )
