@@ -9,8 +9,9 @@ cores) in a fresh state directory on one local Ray started once (all CPUs).
 Efficiency = ideal / actual, where ideal = sum(trial times) / max_concurrent_trials and actual =
 the wall time of ``Tuner.fit()``. A trial's time is its ``wall_s`` in ``results.parquet``:
 measured inside the trial function, from its MLflow run's creation to its result, so it
-includes the trial's own start-up (a Ray Train worker group, imports) and evaluation; 1.0 means
-the slots were never idle between trials.
+includes the trial's own set-up (a multi-worker trial's Ray Train worker group) and evaluation;
+1.0 means the slots were never idle: no Tune set-up before the first trial, no gap between
+trials, no slot left idle at the end.
 
 The fixed cost is what a trial spends not training or evaluating, on the slot's time line
 (medians over the trials):
@@ -19,7 +20,7 @@ The fixed cost is what a trial spends not training or evaluating, on the slot's 
 - ``tail``: its last evaluation's metrics are logged -> the trial function returns (pictures,
   detections and final checkpoint to MLflow, Ray Train shutting down, the run closed);
 - ``gap``: the trial function returns -> the next trial function in the same slot is entered
-  (Tune: result processing, trial actor and placement group, the next trial's set-up).
+  (Tune: result processing, a new or reused trial actor and its placement group).
 
 ``fixed = startup + tail + gap``. Entry and return times are ``started_at`` / ``ended_at`` in
 ``results.parquet``. The first iteration's start comes from MLflow: the engine logs
