@@ -36,7 +36,7 @@ def print_report(
 ) -> None:
     from sparse_rcnn.dashboards.console_text import ui_command
     from sparse_rcnn.platform.cli.main import UserError
-    from sparse_rcnn.platform.orchestration.study import StudyError
+    from sparse_rcnn.platform.orchestration.study_record import StudyError
     from sparse_rcnn.platform.orchestration.study_report import write_report
     from sparse_rcnn.platform.output_files import atomic_write
     from sparse_rcnn.platform.tracking.names import ARTIFACT_REPORT_HTML as REPORT_HTML

@@ -84,7 +84,8 @@ def _run(args: argparse.Namespace, study: Study | None, specs: list[JobSpec]) ->
     from sparse_rcnn.platform.cli.main import UserError
     from sparse_rcnn.platform.orchestration.cluster import ResourceError
     from sparse_rcnn.platform.orchestration.preflight import check_local_resources
-    from sparse_rcnn.platform.orchestration.study import StudyError, resume_study, start_study
+    from sparse_rcnn.platform.orchestration.study import resume_study, start_study
+    from sparse_rcnn.platform.orchestration.study_record import StudyError
     from sparse_rcnn.platform.orchestration.train import JobFailed
 
     try:

@@ -109,7 +109,7 @@ def _study(study_id: str | None):
     the state dir; None when there is none."""
     from sparse_rcnn.platform.cli.main import UserError
     from sparse_rcnn.platform.errors import PlatformError
-    from sparse_rcnn.platform.orchestration.study import (
+    from sparse_rcnn.platform.orchestration.study_record import (
         STUDY_FILE,
         StudyRecord,
         studies_root,

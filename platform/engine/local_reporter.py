@@ -1,4 +1,5 @@
-"""Checkpoints in a local folder, for running the engine without Ray (tests, torchrun)."""
+"""Checkpoints in a local folder, for running the engine without Ray Train (tests, torchrun, a
+one-worker study trial in its Tune trial's process)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,17 @@ import torch
 
 
 class LocalReporter:
-    """Keeps ``checkpoint_epoch_<N>.pt`` files in ``folder``; the newest one is resumed from.
-    Every report's metrics are kept in ``history`` (this process only)."""
+    """Keeps ``checkpoint_epoch_<N>.pt`` files in ``folder``; the newest one is resumed from, so
+    a later reporter on the same folder continues where this one stopped. ``keep``: how many of
+    the newest files stay (None: all). Every report's metrics are kept in ``history`` (this
+    process only)."""
 
-    def __init__(self, folder: str | Path):
+    def __init__(self, folder: str | Path, keep: int | None = None):
+        if keep is not None and keep < 1:
+            raise ValueError(f"keep must be at least 1 (the checkpoint to resume from), got {keep}")
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.keep = keep
         self.history: list[dict[str, float]] = []
 
     def _files(self) -> list[Path]:
@@ -22,9 +28,14 @@ class LocalReporter:
             self.folder.glob("checkpoint_epoch_*.pt"), key=lambda p: int(p.stem.rsplit("_", 1)[1])
         )
 
-    def latest_checkpoint(self) -> dict[str, Any] | None:
+    def latest_path(self) -> Path | None:
+        """The newest checkpoint file, or None."""
         files = self._files()
-        return torch.load(files[-1], map_location="cpu", weights_only=True) if files else None
+        return files[-1] if files else None
+
+    def latest_checkpoint(self) -> dict[str, Any] | None:
+        path = self.latest_path()
+        return torch.load(path, map_location="cpu", weights_only=True) if path else None
 
     def report(self, metrics: dict[str, float], checkpoint: dict[str, Any] | None) -> None:
         self.history.append(dict(metrics))
@@ -33,3 +44,6 @@ class LocalReporter:
             tmp = path.with_suffix(".tmp")
             torch.save(checkpoint, tmp)
             tmp.replace(path)
+            if self.keep is not None:
+                for old in self._files()[: -self.keep]:
+                    old.unlink(missing_ok=True)

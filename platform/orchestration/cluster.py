@@ -1,4 +1,5 @@
-"""Connecting to Ray and checking that a job's resources exist before asking for them."""
+"""Connecting to Ray, what every Ray worker of a job gets in its environment, and checking that
+a job's resources exist before asking for them."""
 
 from __future__ import annotations
 
@@ -14,6 +15,10 @@ from sparse_rcnn.platform.errors import PlatformError
 from sparse_rcnn.platform.orchestration.console import VERBOSE_ENV
 from sparse_rcnn.platform.orchestration.loopback import LOOPBACK, prefer_loopback
 from sparse_rcnn.platform.spec.job import ScalingSpec
+from sparse_rcnn.platform.state_dir import ENV as STATE_ENV
+from sparse_rcnn.platform.state_dir import state_dir
+
+PLATFORM_ENV_PREFIX = "SPARSE_RCNN_"
 
 # Shorter controller polling: a report otherwise waits up to 2 s (measured on 2.60).
 _RAY_ENV_DEFAULTS = {
@@ -77,6 +82,28 @@ def connect(
         )
 
 
+# Settings of the collective libraries that a user sets on the driver for the workers:
+# NCCL_DEBUG, NCCL_SOCKET_IFNAME, NCCL_IB_DISABLE, TORCH_NCCL_ASYNC_ERROR_HANDLING, ...
+# (Ray Train V2 forwards only its own RAY_TRAIN_*).
+_COLLECTIVE_PREFIXES = ("NCCL_", "TORCH_NCCL_", "GLOO_")
+_COLLECTIVE_NAMES = ("TORCH_DISTRIBUTED_DEBUG", "TORCH_CPP_LOG_LEVEL", "CUDA_LAUNCH_BLOCKING")
+
+
+def forwarded_env(tracking_uri: str | None = None) -> dict[str, str]:
+    """The environment a job's Ray workers need on any node: this process's own ``SPARSE_RCNN_*``
+    variables, those of NCCL, gloo and torch.distributed, the state directory (absolute, so a
+    worker's working directory does not matter) and, when given, ``MLFLOW_TRACKING_URI``. Holds
+    no credentials: it may be saved with Tune's state."""
+    env = {
+        k: v for k, v in os.environ.items()
+        if k.startswith((PLATFORM_ENV_PREFIX, *_COLLECTIVE_PREFIXES)) or k in _COLLECTIVE_NAMES
+    }  # fmt: skip
+    env[STATE_ENV] = str(state_dir())
+    if tracking_uri is not None:
+        env["MLFLOW_TRACKING_URI"] = tracking_uri
+    return env
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind((LOOPBACK, 0))
@@ -98,13 +125,18 @@ def worker_bundle(scaling: ScalingSpec) -> dict[str, float]:
     return bundle
 
 
+def job_resources(scaling: ScalingSpec) -> dict[str, float]:
+    """What all of a job's workers reserve together: :func:`worker_bundle` x ``num_workers``."""
+    return {k: v * scaling.num_workers for k, v in worker_bundle(scaling).items()}
+
+
 def check_resources(scaling: ScalingSpec, nodes: list[dict[str, Any]] | None = None) -> None:
     """Raise :class:`ResourceError` naming what is missing when ``scaling`` cannot be placed:
     a resource the cluster lacks in total, or a worker bundle no single node can hold."""
     nodes = nodes if nodes is not None else alive_nodes()
     bundle = worker_bundle(scaling)
     totals = cluster_totals(nodes)
-    need = {k: v * scaling.num_workers for k, v in bundle.items()}
+    need = job_resources(scaling)
     short = {k: (v, totals.get(k, 0.0)) for k, v in need.items() if v > totals.get(k, 0.0) + 1e-9}
     if short:
         detail = ", ".join(f"{k}: needs {a:g}, cluster has {b:g}" for k, (a, b) in short.items())
@@ -129,7 +161,3 @@ def cluster_totals(nodes: list[dict[str, Any]]) -> dict[str, float]:
         for k, v in n.get("Resources", {}).items():
             totals[k] = totals.get(k, 0.0) + float(v)
     return totals
-
-
-def alive_node_count() -> int:
-    return sum(1 for n in ray.nodes() if n.get("Alive"))

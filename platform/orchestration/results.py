@@ -47,6 +47,9 @@ def results_table(grid, record) -> list[dict[str, Any]]:
             "run_id": metrics.get("run_id"),
             "wall_s": float(metrics.get("wall_s", math.nan)),
             "reused": bool(metrics.get("reused", 0)),  # result read back on resume, not re-run
+            # epoch seconds at the trial function's entry and at its result (the slot's time line)
+            "started_at": float(metrics.get("started_at", math.nan)),
+            "ended_at": float(metrics.get("ended_at", math.nan)),
         }
         for m in METRICS:
             value = metrics.get(m, math.nan) if status == "ok" else math.nan

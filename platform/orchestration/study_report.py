@@ -33,7 +33,7 @@ from sparse_rcnn.platform.evaluation.bootstrap import bootstrap_weights
 from sparse_rcnn.platform.evaluation.coco_eval import POINTS, metric_names, prepare
 from sparse_rcnn.platform.evaluation.detections import load_detections
 from sparse_rcnn.platform.orchestration.results import read_results
-from sparse_rcnn.platform.orchestration.study import (
+from sparse_rcnn.platform.orchestration.study_record import (
     RESULTS_FILE,
     StudyError,
     StudyRecord,

@@ -31,15 +31,15 @@ from sparse_rcnn.platform.engine.loop import RunRefused, run_training
 from sparse_rcnn.platform.engine.train_step import NonFiniteLossError
 from sparse_rcnn.platform.errors import MissingFileError, PlatformError
 from sparse_rcnn.platform.orchestration.cluster import (
-    alive_node_count,
+    alive_nodes,
     check_resources,
     connect,
+    forwarded_env,
 )
 from sparse_rcnn.platform.orchestration.preflight import preflight
 from sparse_rcnn.platform.redact import redact
 from sparse_rcnn.platform.spec.job import JobSpec
 from sparse_rcnn.platform.spec.load import dump_spec, flatten, format_validation_error
-from sparse_rcnn.platform.state_dir import ENV as STATE_ENV
 from sparse_rcnn.platform.state_dir import state_dir
 from sparse_rcnn.platform.tracking import names
 from sparse_rcnn.platform.tracking.runs import RunLogger, create_run, finish_run, submission_id
@@ -109,11 +109,16 @@ class RayReporter:
             ray.train.report(metrics, checkpoint=ray_ckpt)
 
 
-def _match_threads_to_cpus() -> None:
-    """One torch thread per CPU this worker reserved (at least one), set explicitly instead of
-    relying on the ``OMP_NUM_THREADS`` Ray exports at process start: N one-CPU workers (or
-    study trials) on N cores must never run more compute threads than cores."""
-    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
+def match_threads_to_cpus() -> None:
+    """One torch thread per CPU this Ray worker or actor reserved (at least one), set explicitly
+    instead of relying on the ``OMP_NUM_THREADS`` Ray exports at process start: N one-CPU
+    workers (or study trials) on N cores must never run more compute threads than cores."""
+    if not ray.is_initialized():  # no Ray here (get_runtime_context would start one)
+        return
+    try:
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
+    except AssertionError:  # a driver, not a worker or actor: torch decides
+        return
     if cpus:
         torch.set_num_threads(max(1, math.floor(cpus + 1e-6)))
 
@@ -127,7 +132,7 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any]:
         spec = JobSpec.model_validate(config["spec"])
     except ValidationError as e:
         return {"status": "refused", "error": format_validation_error(e, "job spec")}
-    _match_threads_to_cpus()
+    match_threads_to_cpus()
     paths = DatasetPaths(**config["paths"])
     if spec.dataset.kind == "synthetic" and not Path(paths.train_ann).exists():
         # A worker on another node: generation is deterministic, so it makes its own copy.
@@ -198,7 +203,7 @@ def run_job(
             storage_path=storage,
             failure_config=ray.train.FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
-            worker_runtime_env={"env_vars": _forwarded_env()},
+            worker_runtime_env={"env_vars": forwarded_env(uri)},
             # Ray Train logs every report at INFO; the engine prints one line per epoch instead.
             logging_config=ray.train.LoggingConfig(log_level="WARNING"),
         ),
@@ -217,7 +222,12 @@ def run_job(
     if outcome.get("status") in ("diverged", "refused"):
         finish_run(uri, run_id, "FAILED", outcome["error"])
         raise JobFailed(f"training run {run_id} stopped: {outcome['error']}")
-    checkpoint_path = _log_final_checkpoint(uri, run_id, result.checkpoint, spec)
+    checkpoint_path = None
+    if result.checkpoint is not None:
+        with result.checkpoint.as_directory() as d:
+            state = torch.load(Path(d) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+        log_final_checkpoint(uri, run_id, state, spec)
+        checkpoint_path = result.checkpoint.path
     finish_run(uri, run_id, "FINISHED")
     return JobOutcome(run_id, uri, outcome.get("metrics", {}), checkpoint_path, result.path)
 
@@ -231,13 +241,14 @@ def last_checkpoint(storage: str, name: str) -> str | None:
 
 
 def connect_tracked(uri: str, address: str | None = None) -> None:
-    """Connect to Ray with the state dir and tracking URI in every worker's environment; raise
-    :class:`JobFailed` when several nodes would each write their own local MLflow store."""
-    env = {STATE_ENV: str(state_dir()), "MLFLOW_TRACKING_URI": uri, **credential_env()}
-    connect(address, env)
-    if alive_node_count() > 1 and is_local_store(uri):
+    """Connect to Ray with :func:`forwarded_env` and the MLflow credentials in every worker's
+    environment; raise :class:`JobFailed` when several nodes would each write their own local
+    MLflow store."""
+    connect(address, {**forwarded_env(uri), **credential_env()})
+    nodes = len(alive_nodes())
+    if nodes > 1 and is_local_store(uri):
         raise JobFailed(
-            f"this Ray cluster has {alive_node_count()} nodes but MLflow tracking points to a "
+            f"this Ray cluster has {nodes} nodes but MLflow tracking points to a "
             f"local store ({uri}); each node would write its own files. Start an MLflow server "
             "and set mlflow.tracking_uri (or MLFLOW_TRACKING_URI)."
         )
@@ -276,31 +287,12 @@ def process_group_backend(use_gpu: bool) -> str:
     return "cpu:gloo,cuda:nccl" if use_gpu else "gloo"
 
 
-# Settings of the collective libraries that a user sets on the driver for the workers:
-# NCCL_DEBUG, NCCL_SOCKET_IFNAME, NCCL_IB_DISABLE, TORCH_NCCL_ASYNC_ERROR_HANDLING, ...
-_FORWARDED_PREFIXES = ("SPARSE_RCNN_", "NCCL_", "TORCH_NCCL_", "GLOO_")
-_FORWARDED_NAMES = ("TORCH_DISTRIBUTED_DEBUG", "TORCH_CPP_LOG_LEVEL", "CUDA_LAUNCH_BLOCKING")
-
-
-def _forwarded_env() -> dict[str, str]:
-    """Variables set on the driver that reach every worker, on any node: the platform's own
-    (``SPARSE_RCNN_*``) and those of NCCL, gloo and torch.distributed (Ray Train V2 forwards
-    only its own ``RAY_TRAIN_*``)."""
-    return {
-        k: v for k, v in os.environ.items()
-        if k.startswith(_FORWARDED_PREFIXES) or k in _FORWARDED_NAMES
-    }  # fmt: skip
-
-
-def _log_final_checkpoint(uri: str, run_id: str, ckpt, spec: JobSpec) -> str | None:
-    """Convert Ray's last checkpoint to our model format and log it as an artifact."""
-    if ckpt is None:
-        return None
-    with ckpt.as_directory() as d:
-        state = torch.load(Path(d) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+def log_final_checkpoint(uri: str, run_id: str, state: dict[str, Any], spec: JobSpec) -> None:
+    """Convert the engine's last checkpoint (``state``) to our model format and log it as the
+    run's ``checkpoint/model.pt``."""
     cfg = ModelConfig.from_dict(state["model_config"])
-    out = Path(tempfile.mkdtemp()) / "model.pt"
     provenance = {"source": f"mlflow run {run_id}", "job": spec.name, "epoch": state["epoch"]}
-    save_checkpoint(out, state["model"], cfg, provenance)
-    RunLogger(uri, run_id).log_artifact(out, names.ARTIFACT_CHECKPOINT_DIR)
-    return ckpt.path
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "model.pt"
+        save_checkpoint(out, state["model"], cfg, provenance)
+        RunLogger(uri, run_id).log_artifact(out, names.ARTIFACT_CHECKPOINT_DIR)

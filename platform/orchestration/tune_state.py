@@ -36,6 +36,7 @@ from typing import Any
 from ray import tune
 
 from sparse_rcnn.platform.errors import PlatformError
+from sparse_rcnn.platform.orchestration.study_record import TUNE_NAME, studies_root
 from sparse_rcnn.platform.output_files import atomic_write
 from sparse_rcnn.platform.state_dir import state_key
 
@@ -169,8 +170,6 @@ class SignTuneState(tune.Callback):
         self.__init__(**state)
 
     def _sign(self, trials: list) -> None:
-        from sparse_rcnn.platform.orchestration.study import TUNE_NAME, studies_root
-
         # Trial.local_experiment_path: the driver staging folder Tune saves into and then
         # copies to tune/ in a background thread. Signing it too closes the gap between that
         # copy and the next step.

@@ -14,7 +14,7 @@ import yaml
 
 from sparse_rcnn.dashboards.report_text import analysis_json
 from sparse_rcnn.platform.orchestration.results import write_results
-from sparse_rcnn.platform.orchestration.study import RESULTS_FILE, StudyRecord, studies_root
+from sparse_rcnn.platform.orchestration.study_record import RESULTS_FILE, StudyRecord, studies_root
 from sparse_rcnn.platform.spec.study import load_study
 from sparse_rcnn.platform.stats.analysis import analyze
 from sparse_rcnn.platform.stats.table import Run

@@ -9,7 +9,7 @@ import json
 from mlflow.tracking import MlflowClient
 
 from sparse_rcnn.platform.cli.main import main
-from sparse_rcnn.platform.orchestration.study import study_folder
+from sparse_rcnn.platform.orchestration.study_record import study_folder
 from sparse_rcnn.platform.tracking import names
 
 

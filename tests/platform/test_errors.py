@@ -12,7 +12,7 @@ from sparse_rcnn.platform.data.image_io import ImageDecodeError
 from sparse_rcnn.platform.errors import InputError, MissingFileError, PlatformError
 from sparse_rcnn.platform.orchestration.cluster import ResourceError
 from sparse_rcnn.platform.orchestration.package import PackagingError
-from sparse_rcnn.platform.orchestration.study import StudyError
+from sparse_rcnn.platform.orchestration.study_record import StudyError
 from sparse_rcnn.platform.orchestration.submit import SubmitError
 from sparse_rcnn.platform.orchestration.train import JobFailed
 from sparse_rcnn.platform.spec.load import SpecError

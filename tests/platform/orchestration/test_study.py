@@ -17,12 +17,8 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from sparse_rcnn.platform.orchestration.results import read_results
-from sparse_rcnn.platform.orchestration.study import (
-    StudyError,
-    resume_study,
-    start_study,
-    study_folder,
-)
+from sparse_rcnn.platform.orchestration.study import resume_study, start_study
+from sparse_rcnn.platform.orchestration.study_record import StudyError, study_folder
 from sparse_rcnn.platform.orchestration.study_report import write_report
 from sparse_rcnn.platform.spec.study import load_study
 from sparse_rcnn.platform.stats.summary import summarize

@@ -3,7 +3,8 @@ and the environment variables of the platform and the collective libraries."""
 
 from __future__ import annotations
 
-from sparse_rcnn.platform.orchestration.train import _forwarded_env, process_group_backend
+from sparse_rcnn.platform.orchestration.cluster import forwarded_env
+from sparse_rcnn.platform.orchestration.train import process_group_backend
 
 
 def test_gpu_runs_get_nccl_for_cuda_tensors_and_gloo_for_cpu_tensors():
@@ -25,7 +26,7 @@ def test_nccl_and_platform_variables_are_forwarded_others_not(monkeypatch):
         monkeypatch.setenv(k, v)
     monkeypatch.setenv("UNRELATED_NCCL_NOTE", "no")
     monkeypatch.setenv("HOME_NCCL", "no")
-    forwarded = _forwarded_env()
+    forwarded = forwarded_env()
     assert {k: forwarded.get(k) for k in wanted} == wanted
     assert "UNRELATED_NCCL_NOTE" not in forwarded and "HOME_NCCL" not in forwarded
     assert "PATH" not in forwarded

@@ -1,0 +1,124 @@
+"""A one-worker job run in the calling process: a study trial inside its Ray Tune trial actor.
+
+Ray Train gives a one-worker job nothing the engine needs (no process group, one rank) but costs
+a controller, a worker group and a fresh process that imports torch: about 20 s per trial on
+2 cores (BENCHMARKS.md, issue 12). Here the trial's own process runs the same engine with the
+same MLflow run logic as :func:`~sparse_rcnn.platform.orchestration.train.run_job`:
+
+- checkpoints: the engine's checkpoint dicts, written by a
+  :class:`~sparse_rcnn.platform.engine.local_reporter.LocalReporter` to
+  ``<storage_path>/<name>/`` (the folder Ray Train would use for the run ``name``), the two
+  newest kept; the same name resumes from the newest, so a trial interrupted with its driver
+  continues from its last checkpoint;
+- failures: ``max_failures`` restarts from the last checkpoint, as Ray Train's failure policy;
+  a diverged or refused run is not restarted; the run is closed FINISHED, FAILED (with the
+  error, then :class:`~sparse_rcnn.platform.orchestration.train.JobFailed`) or KILLED;
+- the final checkpoint is logged as ``checkpoint/model.pt``; every epoch's metrics also go to
+  ``on_report`` (``ray.tune.report`` in a trial).
+
+Jobs whose storage is not a local path (``s3://...``) or that ask for more than one worker run
+on Ray Train (:func:`runs_in_process`).
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sparse_rcnn.platform.engine.distributed import DistContext
+from sparse_rcnn.platform.engine.local_reporter import LocalReporter
+from sparse_rcnn.platform.engine.loop import RunRefused, run_training
+from sparse_rcnn.platform.engine.train_step import NonFiniteLossError
+from sparse_rcnn.platform.orchestration.train import (
+    JobFailed,
+    JobInterrupted,
+    JobOutcome,
+    dataset_paths,
+    log_final_checkpoint,
+    match_threads_to_cpus,
+)
+from sparse_rcnn.platform.redact import redact
+from sparse_rcnn.platform.spec.job import JobSpec
+from sparse_rcnn.platform.state_dir import state_dir
+from sparse_rcnn.platform.tracking.runs import RunLogger, finish_run
+
+KEEP_CHECKPOINTS = 2  # as Ray Train's CheckpointConfig(num_to_keep=2) in run_job
+
+
+def runs_in_process(spec: JobSpec) -> bool:
+    """Whether a study trial of ``spec`` runs in its Tune trial's process: one worker and a
+    local storage path (the checkpoint folder is a plain directory)."""
+    return spec.scaling.num_workers == 1 and "://" not in (spec.storage_path or "")
+
+
+def checkpoint_folder(spec: JobSpec, name: str) -> Path:
+    """``<storage_path>/<name>``: where the run ``name`` keeps its checkpoints."""
+    return Path(spec.storage_path or state_dir() / "ray_results") / name
+
+
+class _ForwardingReporter(LocalReporter):
+    """A :class:`LocalReporter` that also hands every epoch's metrics to ``on_report``."""
+
+    def __init__(self, folder: Path, on_report: Callable[[dict[str, float]], None] | None):
+        super().__init__(folder, keep=KEEP_CHECKPOINTS)
+        self.on_report = on_report
+
+    def report(self, metrics: dict[str, float], checkpoint: dict[str, Any] | None) -> None:
+        super().report(metrics, checkpoint)
+        if self.on_report is not None:
+            self.on_report(dict(metrics))
+
+
+def run_job_in_process(
+    spec: JobSpec,
+    run_id: str,
+    uri: str,
+    name: str,
+    on_report: Callable[[dict[str, float]], None] | None = None,
+) -> JobOutcome:
+    """Train the one-worker ``spec`` here, logging into the existing MLflow run ``run_id`` (see
+    the module doc). Raises :class:`JobFailed` after marking the run FAILED, and
+    :class:`JobInterrupted` after marking it KILLED."""
+    if not runs_in_process(spec):
+        raise ValueError(f"job {spec.name} does not run in process (see runs_in_process)")
+    paths = dataset_paths(spec)
+    folder = checkpoint_folder(spec, name)
+    reporter = _ForwardingReporter(folder, on_report)
+    logger = RunLogger(uri, run_id)
+    # Ray hands a GPU trial actor its device as CUDA_VISIBLE_DEVICES: cuda is that GPU.
+    device = torch.device("cuda" if spec.scaling.use_gpu and torch.cuda.is_available() else "cpu")
+    failures = 0
+    try:
+        while True:
+            match_threads_to_cpus()
+            # A reused process keeps torch's global flag from the trial before; the engine
+            # sets it again when this spec asks for it.
+            torch.use_deterministic_algorithms(False)
+            try:
+                result = run_training(spec, paths, reporter, logger, DistContext(0, 1, device))
+                break
+            except (NonFiniteLossError, RunRefused) as e:  # would fail the same way again
+                finish_run(uri, run_id, "FAILED", str(e))
+                raise JobFailed(f"training run {run_id} stopped: {e}") from None
+            except Exception as e:
+                if spec.max_failures != -1 and failures >= spec.max_failures:
+                    finish_run(uri, run_id, "FAILED", f"{type(e).__name__}: {e}\n"
+                               f"{traceback.format_exc()}")  # fmt: skip
+                    raise JobFailed(redact(f"training run {run_id} failed: {e}")) from e
+                failures += 1
+                print(f"training run {run_id}: {type(e).__name__}: {e}; restarting from the "
+                      f"last checkpoint (restart {failures})", flush=True)  # fmt: skip
+    except (KeyboardInterrupt, SystemExit):
+        finish_run(uri, run_id, "KILLED", "interrupted")
+        latest = reporter.latest_path()
+        raise JobInterrupted(run_id, str(latest) if latest else None) from None
+    latest = reporter.latest_path()
+    if latest is not None:
+        state = torch.load(latest, map_location="cpu", weights_only=True)
+        log_final_checkpoint(uri, run_id, state, spec)
+    finish_run(uri, run_id, "FINISHED")
+    return JobOutcome(run_id, uri, result.metrics, str(latest) if latest else None, str(folder))
