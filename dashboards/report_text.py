@@ -370,3 +370,33 @@ def to_markdown(a: Analysis, title: str = "Seed study analysis") -> str:
     if a.warnings:
         lines += ["", "## Warnings", ""] + [f"- {w}" for w in a.warnings]
     return "\n".join(lines) + "\n"
+
+
+def report_json(analysis: Analysis, rows: list[dict[str, Any]], study_id: str) -> dict[str, Any]:
+    """A study's ``report.json``: the analysis JSON plus the study's own keys (``study_id``,
+    ``trials``: counts and failures, ``per_trial``: each trial's value and test-set interval)
+    from its results ``rows``."""
+    out = analysis_json(analysis)
+    failed_keys = {f.key for f in analysis.failed}
+    failed = [
+        {"trial": r["trial_key"], "status": r["status"], "error": (r.get("error") or "")[:300]}
+        for r in rows
+        if r["trial_key"] in failed_keys
+    ]
+    out["study_id"] = study_id
+    out["trials"] = {"total": len(rows), "ok": len(rows) - len(failed), "failed": failed}
+    by_key = {r["key"]: r for r in out["runs"]}
+    out["per_trial"] = [
+        {
+            "trial": r["trial_key"],
+            "setting": r["setting_label"],
+            "source": r["source"],
+            "seed": r.get("seed"),
+            "status": r["status"],
+            "value": by_key[r["trial_key"]]["value"],
+            "test_se": by_key[r["trial_key"]]["image_se"],
+            "test_ci": by_key[r["trial_key"]]["image_ci"],
+        }
+        for r in rows
+    ]
+    return out

@@ -28,7 +28,7 @@ from sparse_rcnn.dashboards.report_html import (
     conclusions_markdown,
     study_dashboard,
 )
-from sparse_rcnn.dashboards.report_text import analysis_json, to_markdown
+from sparse_rcnn.dashboards.report_text import report_json, to_markdown
 from sparse_rcnn.platform.evaluation.bootstrap import bootstrap_weights
 from sparse_rcnn.platform.evaluation.coco_eval import POINTS, metric_names, prepare
 from sparse_rcnn.platform.evaluation.detections import load_detections
@@ -135,34 +135,6 @@ def study_analysis(
         min_runs=0,
         run_word="trial",
     )
-
-
-def report_json(analysis: Analysis, rows: list[dict[str, Any]], study_id: str) -> dict[str, Any]:
-    """The analysis JSON plus the study's own keys (trials, per_trial)."""
-    out = analysis_json(analysis)
-    failed_keys = {f.key for f in analysis.failed}
-    failed = [
-        {"trial": r["trial_key"], "status": r["status"], "error": (r.get("error") or "")[:300]}
-        for r in rows
-        if r["trial_key"] in failed_keys
-    ]
-    out["study_id"] = study_id
-    out["trials"] = {"total": len(rows), "ok": len(rows) - len(failed), "failed": failed}
-    by_key = {r["key"]: r for r in out["runs"]}
-    out["per_trial"] = [
-        {
-            "trial": r["trial_key"],
-            "setting": r["setting_label"],
-            "source": r["source"],
-            "seed": r.get("seed"),
-            "status": r["status"],
-            "value": by_key[r["trial_key"]]["value"],
-            "test_se": by_key[r["trial_key"]]["image_se"],
-            "test_ci": by_key[r["trial_key"]]["image_ci"],
-        }
-        for r in rows
-    ]
-    return out
 
 
 def write_report(

@@ -12,8 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 from scipy import stats
 
+from sparse_rcnn.dashboards.report_text import report_json
 from sparse_rcnn.platform.cli.main import main
-from sparse_rcnn.platform.orchestration.study_report import report_json, study_analysis
+from sparse_rcnn.platform.orchestration.study_report import study_analysis
 
 JSON_KEYS = {"alpha", "confidence", "effect_size", "settings", "comparisons", "components", "power"}
 SETTING_KEYS = {"setting", "n", "mean", "std", "std_ci", "mean_ci"}
