@@ -112,7 +112,7 @@ def test_the_study_link_lists_the_parent_with_its_trials_nested_and_ap_in_points
     page.goto(links.study_runs(mlflow_server, exp, record.study_id))
     parent = page.get_by_role("link", name=record.study_id, exact=True)
     parent.wait_for(timeout=60_000)
-    assert page.get_by_text("3 matching runs").count() == 1  # the parent and its 2 trials
+    page.get_by_text("3 matching runs").wait_for(timeout=30_000)  # the parent and its 2 trials
     # Trials are nested under the parent: hidden until it is expanded.
     assert page.get_by_role("link", name="lr=0.002 seed=1").count() == 0
     row = page.locator("[role=row]", has_text=record.study_id).first
