@@ -254,12 +254,14 @@ def connect_tracked(uri: str, address: str | None = None) -> None:
         )
 
 
-def ray_job_id() -> str:
+def ray_job_id() -> str | None:
     """The id `sparse-rcnn jobs list` shows: the submission id (``ray-submit-...``) inside a
-    submitted job, else Ray's internal job id (a local driver has no submission)."""
-    return submission_id() or str(
-        os.environ.get("RAY_JOB_ID") or ray.get_runtime_context().get_job_id()
-    )
+    submitted job, else Ray's internal job id (a local driver has no submission); None without
+    a Ray (``get_runtime_context`` would start one)."""
+    found = submission_id() or os.environ.get("RAY_JOB_ID")
+    if found is None and ray.is_initialized():
+        found = ray.get_runtime_context().get_job_id()
+    return str(found) if found else None
 
 
 def create_job_run(spec: JobSpec, uri: str, run_tags: dict[str, str] | None = None,
@@ -270,7 +272,8 @@ def create_job_run(spec: JobSpec, uri: str, run_tags: dict[str, str] | None = No
     ``run_name`` overrides the spec's (a study names trials by setting and seed)."""
     seeds = spec.seeds.resolved()
     tags = {f"{names.TAG_SEED_PREFIX}{k}": str(v) for k, v in seeds.items()}
-    tags[names.TAG_RAY_JOB_ID] = ray_job_id()
+    if (job_id := ray_job_id()) is not None:
+        tags[names.TAG_RAY_JOB_ID] = job_id
     tags.update(run_tags or {})
     return create_run(
         uri, spec.mlflow.experiment, run_name or spec.mlflow.run_name or spec.name,

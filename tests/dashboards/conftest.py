@@ -119,6 +119,8 @@ def _finished_study(
 
 @pytest.fixture
 def finished_study(tmp_path, small_job, state_dir):
-    """Factory ``(tracking_uri) -> StudyRecord`` of a finished 3 x 4 study of ``make_rows``:
+    """Factory ``(tracking_uri, study_id="dash-test") -> StudyRecord`` of a finished 3 x 4 study:
     its record, results.parquet and parent run, ready for the real ``write_report``."""
-    return lambda uri: _finished_study(tmp_path, uri, small_job(), make_rows())
+    return lambda uri, study_id="dash-test": _finished_study(
+        tmp_path, uri, small_job(), make_rows(), study_id
+    )

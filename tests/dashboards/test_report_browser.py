@@ -90,7 +90,7 @@ def test_the_study_link_lists_the_parent_with_its_trials_nested_and_ap_in_points
     from sparse_rcnn.platform.tracking import links
     from sparse_rcnn.platform.tracking.runs import RunLogger, create_run
 
-    record = finished_study(mlflow_server)
+    record = finished_study(mlflow_server, "dash-nested")  # the server is shared by the module
     c = MlflowClient(mlflow_server)
     exp = c.get_experiment_by_name(record.experiment).experiment_id
     stats = dict.fromkeys(("AP", "AP50", "AP75", "APs", "APm", "APl"), 0.0123)
