@@ -22,6 +22,9 @@ on Ray Train (:func:`runs_in_process`).
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -58,6 +61,19 @@ def runs_in_process(spec: JobSpec) -> bool:
 def checkpoint_folder(spec: JobSpec, name: str) -> Path:
     """``<storage_path>/<name>``: where the run ``name`` keeps its checkpoints."""
     return Path(spec.storage_path or state_dir() / "ray_results") / name
+
+
+def release_memory() -> None:
+    """Hand the memory of a finished run back to the system. A reused trial actor runs each
+    trial in a new thread, and glibc keeps what a finished thread freed in its malloc arena:
+    measured on Ray 2.60, the actor's RSS grew by about 0.3 GiB per tiny demo trial, with
+    no Python object or tensor left alive; ``malloc_trim`` after a collection keeps it flat."""
+    gc.collect()
+    libc = ctypes.util.find_library("c")
+    if libc:
+        trim = getattr(ctypes.CDLL(libc), "malloc_trim", None)  # glibc only
+        if trim is not None:
+            trim(0)
 
 
 class _ForwardingReporter(LocalReporter):
@@ -116,6 +132,8 @@ def run_job_in_process(
         finish_run(uri, run_id, "KILLED", "interrupted")
         latest = reporter.latest_path()
         raise JobInterrupted(run_id, str(latest) if latest else None) from None
+    finally:
+        release_memory()  # the model, optimizer and data of this run are garbage now
     latest = reporter.latest_path()
     if latest is not None:
         state = torch.load(latest, map_location="cpu", weights_only=True)

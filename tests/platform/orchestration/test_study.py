@@ -215,3 +215,28 @@ def test_a_failed_trial_is_recorded_and_excluded_not_retried(
     assert (summary["n"], summary["n_failed"]) == (1, 1)
     assert summary["mean"] == pytest.approx(ok["AP"])  # the NaN is never averaged in
     assert report["conclusions"][0].startswith("1 trial(s) failed")
+
+
+def test_one_worker_trials_run_in_process_and_two_worker_trials_on_ray_train(
+    study_file, mlflow_server, local_ray, state_dir
+):
+    """A study mixing both kinds: the one-worker trial trains in its Tune trial's process (its
+    checkpoints are the engine's files), the two-worker one as a Ray Train run (Train's
+    checkpoint folders); both log the same run contents. Together they need the 2 CPUs."""
+    path = study_file("study-mixed", seeds=1, bootstrap_replicates=0,
+                      vary={"scaling.num_workers": [1, 2]})  # fmt: skip
+    outcome = start_study(load_study(path))
+    assert outcome.finished and outcome.concurrency == 1
+    rows = {r["trial_key"]: r for r in read_results(outcome.results_path)}
+    assert all(r["status"] == "ok" and math.isfinite(r["AP"]) for r in rows.values())
+    results = state_dir / "ray_results"
+    one, two = (results / f"{outcome.study_id}-s{i}-all-r0" for i in (0, 1))
+    assert sorted(p.name for p in one.iterdir()) == [f"checkpoint_epoch_{e}.pt" for e in (0, 1)]
+    assert any(p.is_dir() and p.name.startswith("checkpoint_") for p in two.iterdir())
+    c = MlflowClient(mlflow_server)
+    for r in rows.values():
+        assert c.get_run(r["run_id"]).info.status == "FINISHED"
+        assert sorted(m.step for m in c.get_metric_history(r["run_id"], "val/AP")) == [1, 2]
+        assert [a.path for a in c.list_artifacts(r["run_id"], "checkpoint")] == [
+            "checkpoint/model.pt"
+        ]
