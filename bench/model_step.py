@@ -70,6 +70,23 @@ def timeit(fn: Callable[[], None], device: str, warmup: int, iters: int) -> tupl
     return statistics.median(times[warmup:]), times[0]
 
 
+def gpu_busy(fn: Callable[[], None]) -> float:
+    """Share of one call's wall time that CUDA kernels run (summed kernel time / wall time,
+    one stream). Well below 1: the step waits on the host (kernel launches, host syncs such as
+    the Hungarian matching on the CPU), and a faster GPU or lower precision cannot help."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        t = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        wall = time.perf_counter() - t
+    # Self device time counts each kernel once, under the op that launched it.
+    kernel_us = sum(getattr(e, "self_device_time_total", 0.0) for e in prof.key_averages())
+    return kernel_us / 1e6 / wall
+
+
 def parse_variant(variant: str) -> tuple[str, bool, bool]:
     """``"bf16+cl+compile"`` -> ``("bf16", channels_last=True, compile=True)``."""
     parts = variant.split("+")
@@ -121,6 +138,10 @@ def bench_one(name: str, size: tuple[int, int], device: str, variant: str, batch
     }
     if device.startswith("cuda"):
         row["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
+        try:
+            row["train_gpu_busy"], row["infer_gpu_busy"] = gpu_busy(step), gpu_busy(infer)
+        except Exception as e:  # the profiler is optional to the figures above
+            print(f"gpu busy: profiler failed: {type(e).__name__}: {e}", flush=True)
     return row
 
 
@@ -139,6 +160,8 @@ def line(r: dict) -> str:
             f"(first calls {r['first_train_s']:.1f} s / {r['first_infer_s']:.1f} s)")  # fmt: skip
     if "peak_gib" in r:
         text += f"  peak {r['peak_gib']:.1f} GiB"
+    if "train_gpu_busy" in r:
+        text += f"  GPU busy {r['train_gpu_busy']:.0%} / {r['infer_gpu_busy']:.0%}"
     return text
 
 
@@ -146,20 +169,22 @@ def table(rows: list[dict]) -> str:
     """Markdown table for BENCHMARKS.md; inference also as a ratio to the official 23 img/s
     (R-50 rows on CUDA only: the official number is a V100's)."""
     out = ["| machine | preset | input | variant | train img/s | inference img/s | "
-           "inference / official 23 | first train call s | peak GiB |",
-           "|---|---|---|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+           "inference / official 23 | first train call s | peak GiB | GPU busy train / infer |",
+           "|---|---|---|---|---:|---:|---:|---:|---:|---|"]  # fmt: skip
     for r in rows:
         if "error" in r:
             out.append(f"| {r['machine']} | {r['preset']} | {r['input']} | {r['variant']} | "
-                       f"failed: {r['error'][:80]} | | | | |")  # fmt: skip
+                       f"failed: {r['error'][:80]} | | | | | |")  # fmt: skip
             continue
         ratio = ""
         if r["preset"].startswith("r50") and "cpu" not in r["machine"].split(",")[0]:
             ratio = f"{r['infer_img_s'] / OFFICIAL_INFER_IMG_S:.2f}"
         peak = f"{r['peak_gib']:.1f}" if "peak_gib" in r else ""
+        busy = (f"{r['train_gpu_busy']:.0%} / {r['infer_gpu_busy']:.0%}"
+                if "train_gpu_busy" in r else "")  # fmt: skip
         out.append(f"| {r['machine']} | {r['preset']} | {r['input']} | {r['variant']} | "
                    f"{r['train_img_s']:.2f} | {r['infer_img_s']:.2f} | {ratio} | "
-                   f"{r['first_train_s']:.1f} | {peak} |")  # fmt: skip
+                   f"{r['first_train_s']:.1f} | {peak} | {busy} |")  # fmt: skip
     return "\n".join(out)
 
 
