@@ -56,13 +56,6 @@ def run(args: argparse.Namespace) -> int:
                 sizes = ", ".join(map(str, wave_sizes(study.spec)))
                 print(f"sequential: seeds per setting after each wave {sizes} (at most)")
             return 0
-        if sequential:
-            # TODO(issue 14): the driver runs waves and stops decided comparisons.
-            raise UserError(
-                f"{args.spec}: design: sequential is not run by the study driver yet (issue 14); "
-                "--dry-run lists its waves, and `sparse-rcnn analyze` analyses a table with a "
-                "wave column"
-            )
     prepare_console(args.address, args.verbose)
     # Tune's own SIGINT handler ends fit() quietly with unfinished trials, indistinguishable from
     # a study whose trials errored; without it Ctrl-C raises KeyboardInterrupt in the driver,

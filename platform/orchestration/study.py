@@ -98,13 +98,11 @@ def start_study(
         time.time(),
     )
     record.save(folder)
-    ctx = {
-        "study_id": study_id,
-        "parent_run_id": parent,
-        "tracking_uri": uri,
-        "experiment": base.mlflow.experiment,
-        "env": forwarded_env(uri),
-    }
+    ctx = trial_context(record)
+    if study.spec.design == "sequential":
+        from sparse_rcnn.platform.orchestration.study_waves import run_waves
+
+        return run_waves(record, folder, ctx)
     trials = [{**p.to_dict(), "job": job} for p, job in zip(study.trials, jobs, strict=True)]
     print(
         f"study {study_id}: {len(study.trials)} trials ({len(study.settings)} settings x "
@@ -112,79 +110,137 @@ def start_study(
         f"folder {folder}",
         flush=True,
     )
+    progress = StudyProgress(study_id, study.spec.metric, concurrency, len(study.trials))
+    tuner = new_tuner(trials, ctx, record, folder, TUNE_NAME, progress)
+    return _fit(tuner, record, folder, concurrency)
+
+
+def new_tuner(
+    trials: list[dict],
+    ctx: dict,
+    record: StudyRecord,
+    folder: Path,
+    tune_name: str,
+    progress: StudyProgress,
+) -> tune.Tuner:
+    """A Tuner over ``trials`` (each a ``TrialPlan.to_dict()`` with its packed job) saving its
+    state in ``folder/tune_name``, signed as it goes."""
     tuner = tune.Tuner(
         tune.with_resources(study_trial, trial_placement),
         param_space={"trial": tune.grid_search(trials), "ctx": ctx},
         # A finished trial's actor takes the next trial with the same resources: no new
         # process, imports or placement group between trials (issue 12).
-        tune_config=tune.TuneConfig(max_concurrent_trials=concurrency, reuse_actors=True),
+        tune_config=tune.TuneConfig(
+            max_concurrent_trials=record.max_concurrent_trials, reuse_actors=True
+        ),
         run_config=tune.RunConfig(
-            name=TUNE_NAME,
+            name=tune_name,
             storage_path=str(folder),
             verbose=0,
-            callbacks=[
-                StudyProgress(study_id, study.spec.metric, concurrency, len(study.trials)),
-                SignTuneState(study_id),
-            ],
-            failure_config=tune.FailureConfig(max_failures=study.spec.max_failures),
+            callbacks=[progress, SignTuneState(record.study_id, tune_name)],
+            failure_config=tune.FailureConfig(max_failures=record.spec.get("max_failures", 0)),
         ),
     )
-    sign(folder, TUNE_NAME)  # tuner.pkl, written by the Tuner's constructor
-    return _fit(tuner, record, folder, concurrency)
+    sign(folder, tune_name)  # tuner.pkl, written by the Tuner's constructor
+    return tuner
 
 
-def resume_study(study_id: str, address: str | None = None) -> StudyOutcome:
-    """Restore an interrupted study's Tuner: finished trials are not run again and unfinished
-    ones continue their MLflow run and Train checkpoint."""
-    folder = study_folder(study_id)
-    record = StudyRecord.load(folder)
-    tune_path = folder / TUNE_NAME
-    if not tune.Tuner.can_restore(str(tune_path)):
-        raise StudyError(f"study {study_id}: no Tune state to restore in {tune_path}")
-    verify(folder, study_id, TUNE_NAME)  # before anything unpickles it
-    connect_tracked(record.tracking_uri, address)
-    reopen_run(record.tracking_uri, record.parent_run_id)
-    print(f"resuming study {study_id} from {tune_path}", flush=True)
+def restore_tuner(folder: Path, study_id: str, tune_name: str) -> tune.Tuner:
+    """The Tuner saved in ``folder/tune_name`` (its signature checked first), set to resume
+    unfinished and errored trials."""
+    tune_path = folder / tune_name
+    verify(folder, study_id, tune_name)  # before anything unpickles it
     tuner = tune.Tuner.restore(
         str(tune_path),
         trainable=tune.with_resources(study_trial, trial_placement),
         resume_unfinished=True,
         resume_errored=True,
     )
-    sign(folder, TUNE_NAME)
+    sign(folder, tune_name)
+    return tuner
+
+
+def trial_context(record: StudyRecord) -> dict:
+    """What every trial needs from the driver (Tune's param space ``ctx``)."""
+    return {
+        "study_id": record.study_id,
+        "parent_run_id": record.parent_run_id,
+        "tracking_uri": record.tracking_uri,
+        "experiment": record.experiment,
+        "env": forwarded_env(record.tracking_uri),
+    }
+
+
+def resume_study(study_id: str, address: str | None = None) -> StudyOutcome:
+    """Restore an interrupted study's Tuner: finished trials are not run again and unfinished
+    ones continue their MLflow run and Train checkpoint. A sequential study continues at its
+    wave (``study_waves``)."""
+    folder = study_folder(study_id)
+    record = StudyRecord.load(folder)
+    sequential = record.study().spec.design == "sequential"
+    tune_path = folder / TUNE_NAME
+    if not sequential and not tune.Tuner.can_restore(str(tune_path)):
+        raise StudyError(f"study {study_id}: no Tune state to restore in {tune_path}")
+    if not sequential:
+        verify(folder, study_id, TUNE_NAME)  # refused before the parent run is reopened
+    connect_tracked(record.tracking_uri, address)
+    reopen_run(record.tracking_uri, record.parent_run_id)
+    if sequential:
+        from sparse_rcnn.platform.orchestration.study_waves import run_waves
+
+        return run_waves(record, folder, trial_context(record), resuming=True)
+    print(f"resuming study {study_id} from {tune_path}", flush=True)
+    tuner = restore_tuner(folder, study_id, TUNE_NAME)
     return _fit(tuner, record, folder, record.max_concurrent_trials)
 
 
-def _fit(tuner: tune.Tuner, record: StudyRecord, folder: Path, concurrency: int) -> StudyOutcome:
-    from sparse_rcnn.platform.orchestration.results import results_table, write_results
-    from sparse_rcnn.platform.tracking.runs import RunLogger
-
-    uri, parent = record.tracking_uri, record.parent_run_id
+def fit_grid(tuner: tune.Tuner, record: StudyRecord, folder: Path, tune_name: str):
+    """``(ResultGrid, wall seconds)`` of ``tuner.fit()``; an interrupt or a Tune failure closes
+    the study's runs with the resume command (then re-raises, a failure as StudyError)."""
     start = time.perf_counter()
     try:
         grid = tuner.fit()
     except (KeyboardInterrupt, SystemExit):
-        _stop(record, "interrupted (Ctrl-C)")
+        stop_study(record, "interrupted (Ctrl-C)")
         raise
     except Exception as e:
-        _stop(record, f"{type(e).__name__}: {e}", status="FAILED")
+        stop_study(record, f"{type(e).__name__}: {e}", status="FAILED")
         raise StudyError(f"study {record.study_id} failed: {e}") from e
     finally:
-        sign(folder, TUNE_NAME)  # the state Tune saved last, whatever ended the fit
+        sign(folder, tune_name)  # the state Tune saved last, whatever ended the fit
     wall = time.perf_counter() - start
-    record_timing(folder, wall, concurrency)
-    table = results_table(grid, record)
-    finished = all(r["status"] in ("ok", "failed") for r in table)
-    if not finished:
-        _stop(record, "interrupted: some trials have no result")
+    record_timing(folder, wall, record.max_concurrent_trials)
+    return grid, wall
+
+
+def _fit(tuner: tune.Tuner, record: StudyRecord, folder: Path, concurrency: int) -> StudyOutcome:
+    from sparse_rcnn.platform.orchestration.results import results_table
+
+    grid, wall = fit_grid(tuner, record, folder, TUNE_NAME)
+    return close_study(results_table(grid, record), record, folder, wall)
+
+
+def close_study(rows: list[dict], record: StudyRecord, folder: Path, wall: float) -> StudyOutcome:
+    """Write results.parquet and finish the parent run when every trial has a result (ok or
+    failed); else close the runs with the resume command."""
+    from sparse_rcnn.platform.orchestration.results import write_results
+    from sparse_rcnn.platform.tracking.runs import RunLogger
+
+    uri, parent, concurrency = (
+        record.tracking_uri,
+        record.parent_run_id,
+        record.max_concurrent_trials,
+    )
+    if not all(r["status"] in ("ok", "failed") for r in rows):
+        stop_study(record, "interrupted: some trials have no result")
         return StudyOutcome(record.study_id, folder, parent, uri, False, None, wall, concurrency)
-    path = write_results(table, folder / RESULTS_FILE)
+    path = write_results(rows, folder / RESULTS_FILE)
     RunLogger(uri, parent).log_artifact(path)
     finish_run(uri, parent, "FINISHED")
     return StudyOutcome(record.study_id, folder, parent, uri, True, path, wall, concurrency)
 
 
-def _stop(record: StudyRecord, why: str, status: str = "KILLED") -> None:
+def stop_study(record: StudyRecord, why: str, status: str = "KILLED") -> None:
     """Close the parent and any trial run left RUNNING, with the resume command in the error."""
     message = f"{why}; resume with: sparse-rcnn study --resume {record.study_id}"
     for run_id in running_trial_runs(record.tracking_uri, record.experiment, record.study_id):

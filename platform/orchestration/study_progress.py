@@ -11,10 +11,11 @@ from ray import tune
 
 class StudyProgress(tune.Callback):
     """One terminal line whenever a trial starts, evaluates or ends: trials done / running /
-    pending, the best and worst final AP so far, elapsed time and an ETA."""
+    pending, the best and worst final AP so far, elapsed time and an ETA. ``stage``: where a
+    sequential study stands (its wave, decided and open comparisons), printed after the id."""
 
-    def __init__(self, study_id: str, metric: str, concurrency: int, total: int):
-        self.study_id, self.metric = study_id, metric
+    def __init__(self, study_id: str, metric: str, concurrency: int, total: int, stage: str = ""):
+        self.study_id, self.metric, self.stage = study_id, metric, stage
         self.concurrency, self.total = concurrency, total
         self._start: float | None = None
         self._finals: dict[str, float] = {}
@@ -27,6 +28,7 @@ class StudyProgress(tune.Callback):
             "metric": self.metric,
             "concurrency": self.concurrency,
             "total": self.total,
+            "stage": self.stage,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -65,11 +67,7 @@ class StudyProgress(tune.Callback):
         total = max(self.total, len(trials))
         pending = total - done - len(running)
         finite = [v for v in self._finals.values() if math.isfinite(v)]
-        span = (
-            f" | {self.metric} best {max(finite):.2f} worst {min(finite):.2f}"
-            if finite
-            else ""
-        )
+        span = f" | {self.metric} best {max(finite):.2f} worst {min(finite):.2f}" if finite else ""
         eta = ""
         if self._walls:
             avg = sum(self._walls) / len(self._walls)
@@ -77,8 +75,9 @@ class StudyProgress(tune.Callback):
                 max(avg - (now - self._started.get(t.trial_id, now)), 0.0) for t in running
             )
             eta = f", ETA {_clock(left / max(self.concurrency, 1))}"
+        stage = f" {self.stage} |" if self.stage else ""
         print(
-            f"[{self.study_id}] {done}/{total} done, {len(running)} running, "
+            f"[{self.study_id}]{stage} {done}/{total} done, {len(running)} running, "
             f"{pending} pending{span} | {_clock(now - self._start)} elapsed{eta} | {event}",
             flush=True,
         )

@@ -42,6 +42,7 @@ from sparse_rcnn.platform.orchestration.study_record import (
 from sparse_rcnn.platform.orchestration.train import dataset_paths
 from sparse_rcnn.platform.output_files import atomic_write
 from sparse_rcnn.platform.spec.job import JobSpec
+from sparse_rcnn.platform.spec.study import StudySpec
 from sparse_rcnn.platform.stats.analysis import Analysis, analyze
 from sparse_rcnn.platform.stats.table import Run
 from sparse_rcnn.platform.tracking import names
@@ -107,6 +108,7 @@ def study_runs(rows: list[dict[str, Any]], metric: str) -> list[Run]:
                 source=r["source"],
                 replicate=r.get("replicate"),
                 key=r["trial_key"],
+                wave=r.get("wave"),  # a sequential study's rows; None in a fixed study's
             )
         )
     return runs
@@ -120,9 +122,14 @@ def study_analysis(
     alpha: float,
     pairing: str,
     image_replicates: dict[str, np.ndarray] | None = None,
+    max_seeds: int | None = None,
+    spending: str = "obrien_fleming",
+    futility: bool = False,
 ) -> Analysis:
     """``analyze`` of a study's rows (paired by replicate unless the study drew independent
-    seeds per setting); settings with failed trials are reported, not refused."""
+    seeds per setting); settings with failed trials are reported, not refused. Rows with a
+    ``wave`` (a sequential study) are also decided wave by wave: ``max_seeds``, ``spending``
+    and ``futility`` are the study's design."""
     return analyze(
         study_runs(rows, metric),
         metric=metric,
@@ -134,7 +141,17 @@ def study_analysis(
         name="study results",
         min_runs=0,
         run_word="trial",
+        max_seeds=max_seeds,
+        spending=spending,
+        futility=futility,
     )
+
+
+def sequential_design(spec: StudySpec) -> dict[str, Any]:
+    """``study_analysis``'s design arguments for a sequential study; none for a fixed one."""
+    if spec.design != "sequential":
+        return {}
+    return {"max_seeds": spec.num_seeds, "spending": spec.spending, "futility": spec.futility}
 
 
 def write_report(
@@ -163,6 +180,7 @@ def write_report(
         alpha=spec.alpha,
         pairing=spec.pairing,
         image_replicates=reps,
+        **sequential_design(spec),
     )
     report = report_json(analysis, rows, study_id)
     report["warnings"] = sorted(set(report["warnings"]) | set(notes))

@@ -157,14 +157,15 @@ def verify(folder: Path, study_id: str, tune_name: str = "tune") -> None:
 
 
 class SignTuneState(tune.Callback):
-    """Signs the study's Tune state after every step of Tune's loop and at the end. Pickled
-    into ``tuner.pkl`` with the study id only: the key stays in the state directory."""
+    """Signs the study's Tune state (``tune_name``: a sequential study has one per wave) after
+    every step of Tune's loop and at the end. Pickled into ``tuner.pkl`` with the study id and
+    the state's name only: the key stays in the state directory."""
 
-    def __init__(self, study_id: str):
-        self.study_id = study_id
+    def __init__(self, study_id: str, tune_name: str = TUNE_NAME):
+        self.study_id, self.tune_name = study_id, tune_name
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"study_id": self.study_id}
+        return {"study_id": self.study_id, "tune_name": self.tune_name}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(**state)
@@ -174,7 +175,7 @@ class SignTuneState(tune.Callback):
         # copies to tune/ in a background thread. Signing it too closes the gap between that
         # copy and the next step.
         staged = getattr(trials[0], "local_experiment_path", None) if trials else None
-        sign(studies_root() / self.study_id, TUNE_NAME, Path(staged) if staged else None)
+        sign(studies_root() / self.study_id, self.tune_name, Path(staged) if staged else None)
 
     def on_step_end(self, iteration, trials, **info):
         self._sign(trials)

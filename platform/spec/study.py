@@ -261,6 +261,11 @@ class StudySpec(BaseModel):
             raise ValueError("spending: only for design: sequential")
         if self.design == "fixed" and self.futility:
             raise ValueError("futility: only for design: sequential")
+        if self.design == "sequential" and math.prod(len(v) for v in self.vary.values()) < 2:
+            raise ValueError(
+                "vary: design sequential compares settings with the baseline (the first); vary "
+                "at least one field over two or more values"
+            )
         return self
 
     @property

@@ -42,6 +42,13 @@ ARTIFACT_EVAL_FIGURES_DIR = "evaluation"
 STUDY_PREFIX = "study/"
 TAG_VERDICT_PREFIX = "study.verdict."  # + comparison name: different / equivalent / ...
 ARTIFACT_TRIALS_TABLE = "trials.json"  # per-trial results, logged with MlflowClient.log_table
+# A sequential study's decision after each wave, on the parent run at step = wave.
+STUDY_DECIDED = "study/decided"  # comparisons decided so far
+STUDY_OPEN = "study/open"  # comparisons still open (the next wave runs their settings)
+STUDY_WAVE_SEEDS = "study/seeds_per_setting"  # seeds per setting after the wave
+SEQ_METRICS = ("seq_diff", "seq_rci_low", "seq_rci_high", "seq_t", "seq_boundary")  # per comparison
+TAG_WAVE = "study.wave"  # the last decided wave
+TAG_SEQ_VERDICT_PREFIX = "study.sequential."  # + comparison name: different / equivalent / open ...
 
 
 def label_key(label: str) -> str:

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import Metric, RunStatus
+from mlflow.entities import Metric, RunStatus, RunTag
 
 from sparse_rcnn.platform.tracking import names
 from sparse_rcnn.platform.tracking.filters import all_of, tag_equals
@@ -162,7 +162,7 @@ def log_study_summary(
     - ``study/<setting>/mean|std|n`` per setting (``lr 0.005``: see ``names.label_key``);
     - ``study/<a> vs <b>/diff|ci_low|ci_high|p|p_holm|p_superiority`` per comparison, its
       interval the simultaneous one the verdict uses, and the verdict as the tag
-      ``study.verdict.<a> vs <b>``;
+      ``study.verdict.<a> vs <b>`` (a sequential study's: the verdict of its design);
     - the per-trial results as the table artifact ``trials.json`` (MLflow's table views).
 
     ``short`` maps full setting labels to the labels for people (``lr=0.005``)."""
@@ -193,6 +193,9 @@ def log_study_summary(
         for k, v in values.items():
             _put(metrics, f"{names.STUDY_PREFIX}{name}/{k}", v)
         tags[names.TAG_VERDICT_PREFIX + name] = str(c.get("verdict"))
+    # A sequential study's verdict is the design's: the fixed-design one ignores the stopping.
+    for c in (report.get("sequential") or {}).get("comparisons", []):
+        tags[names.TAG_VERDICT_PREFIX + f"{key(c['a'])} vs {key(c['b'])}"] = str(c["verdict"])
     c = client(uri)
     if metrics:
         c.log_batch(run_id, metrics=[Metric(k, v, int(time.time() * 1000), 0)
@@ -200,6 +203,42 @@ def log_study_summary(
     for k, v in tags.items():
         c.set_tag(run_id, k, v)
     _log_trials_table(uri, run_id, report.get("per_trial", []), short)
+
+
+def log_wave_decision(
+    uri: str, run_id: str, entry: dict[str, Any], short: dict[str, str] | None = None
+) -> None:
+    """A sequential study's decision after one wave (``study_waves.decide_wave``) on its
+    parent run, at step = wave: ``study/decided``, ``study/open``,
+    ``study/seeds_per_setting``; per comparison ``study/<a> vs <b>/seq_diff``,
+    ``seq_rci_low``, ``seq_rci_high`` (the repeated interval), ``seq_t`` and ``seq_boundary``
+    (the statistic and the boundary it must reach); the tags ``study.wave`` and
+    ``study.sequential.<a> vs <b>`` (the comparison's verdict so far)."""
+    short = short or {}
+    step = int(entry["wave"])
+    metrics: dict[str, float] = {}
+    _put(metrics, names.STUDY_DECIDED, len(entry["decided"]))
+    _put(metrics, names.STUDY_OPEN, len(entry["open"]))
+    _put(metrics, names.STUDY_WAVE_SEEDS, entry["seeds_per_setting"])
+    tags = {names.TAG_WAVE: str(step)}
+    for c in entry["comparisons"]:
+        name = f"{names.label_key(short.get(c['a']) or c['a'])} vs " + names.label_key(
+            short.get(c["b"]) or c["b"]
+        )
+        tags[names.TAG_SEQ_VERDICT_PREFIX + name] = str(c["verdict"])
+        if c["stopped_wave"] is not None and c["stopped_wave"] < step:
+            continue  # decided at an earlier wave: its path ends there
+        rci = c.get("rci") or [None, None]
+        values = (c.get("diff"), rci[0], rci[1], c.get("statistic"), c.get("boundary"))
+        for key, v in zip(names.SEQ_METRICS, values, strict=True):
+            _put(metrics, f"{names.STUDY_PREFIX}{name}/{key}", v)
+    c = client(uri)
+    stamp = int(time.time() * 1000)
+    c.log_batch(
+        run_id,
+        metrics=[Metric(k, v, stamp, step) for k, v in metrics.items()],
+        tags=[RunTag(k, v) for k, v in tags.items()],
+    )
 
 
 def _put(metrics: dict[str, float], name: str, value: Any) -> None:

@@ -306,15 +306,20 @@ def test_a_study_checks_local_resources_before_ray(tmp_path, small_job, no_ray_a
     assert "GPU: needs 4096, cluster has " in line
 
 
-def test_a_sequential_study_lists_its_waves_and_is_not_run_by_the_fixed_driver(study, capsys):
-    path = study(design="sequential", seeds={"initial": 2, "step": 2, "max": 5})
+def test_a_sequential_study_lists_its_waves(study, capsys):
+    path = study(design="sequential", seeds={"initial": 2, "step": 2, "max": 5},
+                 vary={"optimizer.lr": [1e-3, 2e-3]})  # fmt: skip
     assert main(["study", path, "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "s0-all-r4" in out and out.count("wave=1") == 2 and out.count("wave=3") == 1
+    assert "s0-all-r4" in out and "s1-all-r4" in out
+    assert out.count("wave=1") == 4 and out.count("wave=3") == 2  # 2 settings
     assert "seeds per setting after each wave 2, 4, 5" in out
-    assert main(["study", path]) == 2  # before Ray or MLflow start
-    assert one_error_line(capsys) == (
-        f"sparse-rcnn study: error: {path}: design: sequential is not run by the study driver "
-        "yet (issue 14); --dry-run lists its waves, and `sparse-rcnn analyze` analyses a table "
-        "with a wave column"
-    )
+
+
+def test_a_sequential_study_needs_a_setting_to_compare(study, capsys):
+    path = study(design="sequential", seeds={"initial": 2, "step": 2, "max": 5})
+    assert main(["study", path, "--dry-run"]) == 2  # before Ray or MLflow start
+    line = one_error_line(capsys)
+    assert line.startswith("sparse-rcnn study: error: ")
+    assert "vary: design sequential compares settings with the baseline (the first); vary at " \
+        "least one field over two or more values" in line

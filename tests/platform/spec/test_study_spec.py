@@ -158,7 +158,8 @@ def test_a_fixed_study_is_one_wave_and_expands_as_before(write, small_job):
     assert study.spec.design == "fixed" and wave_sizes(study.spec) == (3,)
     assert wave_seeds(study.spec, 0, 1) == [5, 6, 9] == [t.seed for t in study.trials]
     # The saved spec (every field, defaults included) reads back, fixed and sequential alike.
-    for spec in (study.spec, write(**SEQ, spending="pocock", futility=True).spec):
+    seq = write(**SEQ, vary={"optimizer.lr": [1e-3, 2e-3]}, spending="pocock", futility=True)
+    for spec in (study.spec, seq.spec):
         again = study_from_dict(spec.model_dump(mode="json"), study.base_job)
         assert again.spec == spec
 
@@ -190,6 +191,9 @@ def test_a_fixed_study_is_one_wave_and_expands_as_before(write, small_job):
          "invalid spec: spending: Input should be 'obrien_fleming' or 'pocock'"),
         ({**SEQ, "futility": "yes"}, "invalid spec: futility: Input should be a valid boolean"),
         ({"design": "adaptive"}, "invalid spec: design: Input should be 'fixed' or 'sequential'"),
+        (SEQ, "invalid spec: vary: design sequential compares settings with the baseline (the "
+              "first); vary at least one field over two or more values"),
+        ({**SEQ, "vary": {"optimizer.lr": [1e-3]}}, "invalid spec: vary: design sequential"),
     ],
 )  # fmt: skip
 def test_bad_sequential_fields_are_one_line_naming_the_field(write, study, message):
