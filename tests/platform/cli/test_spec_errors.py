@@ -321,5 +321,7 @@ def test_a_sequential_study_needs_a_setting_to_compare(study, capsys):
     assert main(["study", path, "--dry-run"]) == 2  # before Ray or MLflow start
     line = one_error_line(capsys)
     assert line.startswith("sparse-rcnn study: error: ")
-    assert "vary: design sequential compares settings with the baseline (the first); vary at " \
+    assert (
+        "vary: design sequential compares settings with the baseline (the first); vary at "
         "least one field over two or more values" in line
+    )

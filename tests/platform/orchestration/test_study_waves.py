@@ -67,8 +67,11 @@ def test_a_separated_pair_stops_at_wave_one_and_a_close_pair_runs_to_the_end(stu
     assert first["seeds_per_setting"] == 3
     line = _wave_line("seq-1", first, 3, {s.label: s.short_label for s in study.settings})
     assert line.startswith("[seq-1] wave 1/3 (3 seeds per setting): 1 decided, 1 open; ")
-    assert re.search(r"lr=0\.002 vs lr=0\.001: different at wave 1 \(\+[45]\.\d\d, repeated CI "
-                     r"\[\+4\.\d\d, \+5\.\d\d\]\); ", line), line
+    assert re.search(
+        r"lr=0\.002 vs lr=0\.001: different at wave 1 \(\+[45]\.\d\d, repeated CI "
+        r"\[\+4\.\d\d, \+5\.\d\d\]\); ",
+        line,
+    ), line
     assert "lr=0.003 vs lr=0.001: open (" in line and line.endswith("-> next wave")
 
     # Later waves run the baseline and the open setting only; the decided one stays decided.
