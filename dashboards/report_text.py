@@ -400,3 +400,61 @@ def report_json(analysis: Analysis, rows: list[dict[str, Any]], study_id: str) -
         for r in rows
     ]
     return out
+
+
+def cost_conclusion(cost: dict[str, Any]) -> str:
+    """One sentence on what the study's answers cost (``report.json``'s ``cost``)."""
+    gpu = cost["gpu_hours"] > 0
+    unit = "GPU-hours" if gpu else "CPU-hours"
+    key = "gpu_hours" if gpu else "cpu_hours"
+    out = f"Compute: {cost[key]:.3g} {unit} over {cost['trials']} trials"
+    if gpu:
+        out += f" ({cost['cpu_hours']:.3g} CPU-hours)"
+    per = cost.get(f"{key}_per_decided")
+    out += (
+        f"; {cost['decided']} of {cost['comparisons']} comparisons decided, "
+        f"{per:.3g} {unit} per decided comparison"
+        if per is not None
+        else f"; none of {cost['comparisons']} comparisons decided"
+    )
+    more = [u for u in cost["undecided"] if u.get(key) is not None and u["seeds_more"]]
+    if more:
+        est = "; ".join(
+            f"{u['a']} vs {u['b']}: {u['seeds_more']} more seeds per setting, about "
+            f"{u[key]:.3g} {unit}"
+            for u in more
+        )
+        out += f". To decide the rest ({more[0]['basis']}): {est}"
+    return out + "."
+
+
+def cost_markdown(cost: dict[str, Any]) -> list[str]:
+    """The report's "Compute" section: totals, per decided comparison, and the estimate for
+    each comparison not decided."""
+
+    def h(x: float | None) -> str:
+        return "n/a" if x is None else f"{x:.3g}"
+
+    lines = [
+        "## Compute",
+        "",
+        "Trial wall time x the resources each trial reserved.",
+        "",
+        "| | CPU-hours | GPU-hours |",
+        "|---|---:|---:|",
+        f"| total ({cost['trials']} trials) | {h(cost['cpu_hours'])} | {h(cost['gpu_hours'])} |",
+        f"| per trial | {h(cost['cpu_hours_per_trial'])} | {h(cost['gpu_hours_per_trial'])} |",
+        f"| per decided comparison ({cost['decided']} of {cost['comparisons']}) | "
+        f"{h(cost['cpu_hours_per_decided'])} | {h(cost['gpu_hours_per_decided'])} |",
+    ]
+    if cost["undecided"]:
+        lines += ["", "Not decided yet, at the current sigma:", "",
+                  "| comparison | verdict | seeds used | more seeds per setting | CPU-hours | "
+                  "GPU-hours | basis |", "|---|---|---:|---:|---:|---:|---|"]  # fmt: skip
+        for u in cost["undecided"]:
+            more = "n/a" if u["seeds_more"] is None else str(u["seeds_more"])
+            lines.append(
+                f"| {u['a']} vs {u['b']} | {u['verdict']} | {u['seeds_used']} | {more} | "
+                f"{h(u['cpu_hours'])} | {h(u['gpu_hours'])} | {u['basis']} |"
+            )
+    return [*lines, ""]

@@ -28,11 +28,17 @@ from sparse_rcnn.dashboards.report_html import (
     conclusions_markdown,
     study_dashboard,
 )
-from sparse_rcnn.dashboards.report_text import report_json, to_markdown
+from sparse_rcnn.dashboards.report_text import (
+    cost_conclusion,
+    cost_markdown,
+    report_json,
+    to_markdown,
+)
 from sparse_rcnn.platform.evaluation.bootstrap import bootstrap_weights
 from sparse_rcnn.platform.evaluation.coco_eval import POINTS, metric_names, prepare
 from sparse_rcnn.platform.evaluation.detections import load_detections
 from sparse_rcnn.platform.orchestration.results import read_results
+from sparse_rcnn.platform.orchestration.study_cost import study_cost
 from sparse_rcnn.platform.orchestration.study_record import (
     RESULTS_FILE,
     StudyError,
@@ -185,6 +191,8 @@ def write_report(
     report = report_json(analysis, rows, study_id)
     report["warnings"] = sorted(set(report["warnings"]) | set(notes))
     report["bootstrap_replicates"] = replicates
+    report["cost"] = study_cost(rows, record.study(), report)
+    report["conclusions"].append(cost_conclusion(report["cost"]))
     report["mlflow"] = {
         "tracking_uri": record.tracking_uri,
         "experiment": record.experiment,
@@ -196,6 +204,7 @@ def write_report(
     text = json.dumps(report, indent=1, allow_nan=False)
     atomic_write(js, lambda f: f.write(text.encode()))
     markdown = to_markdown(analysis, title=f"Seed study {study_id}")
+    markdown = markdown.rstrip("\n") + "\n\n" + "\n".join(cost_markdown(report["cost"]))
     atomic_write(md, lambda f: f.write(markdown.encode()))
     dash = study_dashboard(report, rows, f"Seed study {study_id}")
     page, pngs = _write_dashboard(folder, dash)

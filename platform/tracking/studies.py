@@ -163,6 +163,9 @@ def log_study_summary(
     - ``study/<a> vs <b>/diff|ci_low|ci_high|p|p_holm|p_superiority`` per comparison, its
       interval the simultaneous one the verdict uses, and the verdict as the tag
       ``study.verdict.<a> vs <b>`` (a sequential study's: the verdict of its design);
+    - the compute: ``study/cpu_hours``, ``study/gpu_hours``, per decided comparison
+      (``study/cpu_hours_per_decided`` ...) and the estimate to decide the rest
+      (``study/cpu_hours_to_decide`` ...), from the report's ``cost``;
     - the per-trial results as the table artifact ``trials.json`` (MLflow's table views).
 
     ``short`` maps full setting labels to the labels for people (``lr=0.005``)."""
@@ -193,6 +196,13 @@ def log_study_summary(
         for k, v in values.items():
             _put(metrics, f"{names.STUDY_PREFIX}{name}/{k}", v)
         tags[names.TAG_VERDICT_PREFIX + name] = str(c.get("verdict"))
+    cost = report.get("cost") or {}
+    for k in ("cpu_hours", "gpu_hours", "cpu_hours_per_decided", "gpu_hours_per_decided"):
+        _put(metrics, f"{names.STUDY_PREFIX}{k}", cost.get(k))
+    for unit in ("cpu_hours", "gpu_hours"):
+        todo = [u[unit] for u in cost.get("undecided", []) if u.get(unit) is not None]
+        if todo:
+            _put(metrics, f"{names.STUDY_PREFIX}{unit}_to_decide", sum(todo))
     # A sequential study's verdict is the design's: the fixed-design one ignores the stopping.
     for c in (report.get("sequential") or {}).get("comparisons", []):
         tags[names.TAG_VERDICT_PREFIX + f"{key(c['a'])} vs {key(c['b'])}"] = str(c["verdict"])

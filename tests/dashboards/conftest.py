@@ -38,7 +38,8 @@ def make_rows() -> list[dict]:
             history = [final * e / len(EPOCHS) for e in EPOCHS] if ok else []
             rows.append(
                 {
-                    "trial_key": f"{s}-r{r}",
+                    "trial_key": f"s{SETTINGS.index(s)}-all-r{r}",  # the study's own keys
+                    "wall_s": 900.0,  # 15 min of 1 CPU: 0.25 CPU-hours
                     "setting_label": s,
                     "source": "all",
                     "replicate": r,

@@ -51,6 +51,18 @@ def test_report_cli_writes_html_and_logs_it_with_the_note(
         assert metrics[f"study/{name}/ci_low"] == comp["ci_simultaneous"][0]
         assert metrics[f"study/{name}/p_holm"] == comp["p_adjusted"]
         assert tags[f"study.verdict.{name}"] == comp["verdict"]
+    # The compute: 12 trials (the failed one ran too) x 0.25 CPU-hours each.
+    cost = report["cost"]
+    assert cost["trials"] == 12 and cost["cpu_hours"] == 3.0 and cost["gpu_hours"] == 0
+    assert metrics["study/cpu_hours"] == 3.0 and metrics["study/gpu_hours"] == 0
+    decided = sum(c["verdict"] in ("different", "equivalent") for c in report["comparisons"])
+    assert cost["decided"] == decided
+    if decided:
+        assert metrics["study/cpu_hours_per_decided"] == 3.0 / decided
+    assert any(line.startswith("Compute: 3 CPU-hours over 12 trials") for line in
+               report["conclusions"])  # fmt: skip
+    md = (study_folder(record.study_id) / "report.md").read_text()
+    assert "## Compute" in md and "| total (12 trials) | 3 | 0 |" in md
     assert not any(k.startswith("study.") and v.lstrip().startswith(("{", "["))
                    for k, v in tags.items()), "a JSON blob as a tag"  # fmt: skip
 
