@@ -1,5 +1,6 @@
 """Plots of what a study concludes: the differences against the baseline (forest plot), the
-variance components of a decompose design, and the power curve for planning.
+variance components of a decompose design, the power curve for planning, and a sequential
+study's boundary paths.
 
 Input is the analysis JSON (``report_text.analysis_json`` / ``report.json``), values in the
 metric's units (AP points for a study). Every function returns a new Figure.
@@ -169,3 +170,41 @@ def power_curve(report: Mapping[str, Any], n_max: int | None = None) -> Figure:
 def detectable(ns: np.ndarray, sigma: float, alpha: float) -> np.ndarray:
     """(len(ns),) smallest difference detectable at 80 % power with n seeds per setting."""
     return np.array([minimum_detectable_effect(int(n), sigma, POWER, alpha) for n in ns])
+
+
+def sequential_boundaries(report: Mapping[str, Any]) -> Figure:
+    """A sequential study's comparisons wave by wave: |t| at each look against seeds per
+    setting (gid ``path:<a>``), the boundary it had to reach (gid ``boundary:<a>``, dashed,
+    same colour) and the look that decided it (gid ``crossed:<a>``, a star labelled with the
+    verdict). Log scale: early boundaries with few seeds are far above later ones."""
+    seq = report.get("sequential") or {}
+    comps = [c for c in seq.get("comparisons", []) if c.get("looks")]
+    if not comps:
+        return empty_figure("Sequential boundaries", "no comparison has a look yet")
+    fig, ax = new_figure(7.0, 4.0)
+    for i, c in enumerate(comps):
+        looks = [k for k in c["looks"] if k.get("statistic") is not None]
+        n = [max(k["n_a"], k["n_b"]) for k in c["looks"]]
+        bound = [k["boundary"] for k in c["looks"]]
+        name = f"{c['a']} vs {c['b']}"
+        ax.plot(n, bound, "--", color=colour(i), linewidth=1.2, gid=f"boundary:{c['a']}",
+                label=f"{name}: boundary")  # fmt: skip
+        if looks:
+            ax.plot([max(k["n_a"], k["n_b"]) for k in looks],
+                    [max(abs(k["statistic"]), 1e-3) for k in looks], "o-", color=colour(i),
+                    linewidth=1.8, gid=f"path:{c['a']}", label=f"{name}: |t|")  # fmt: skip
+        hit = [k for k in looks if k.get("crossed")]
+        if hit:
+            k = hit[-1]
+            x, y = max(k["n_a"], k["n_b"]), max(abs(k["statistic"]), 1e-3)
+            ax.plot([x], [y], "*", markersize=14, color=colour(i), gid=f"crossed:{c['a']}")
+            ax.annotate(k["crossed"], (x, y), textcoords="offset points", xytext=(6, 6),
+                        fontsize=8)  # fmt: skip
+    ax.set_yscale("log")
+    ax.set_xlabel("seeds per setting at the look")
+    ax.set_ylabel("|t| (difference / standard error)")
+    ax.set_title(f"Sequential analysis: statistic against the boundary at each wave\n"
+                 f"(alpha {seq.get('alpha', 0):.3g} per comparison, {seq.get('spending')} "
+                 f"spending, at most {seq.get('max_seeds')} seeds)")  # fmt: skip
+    ax.legend(loc="best", fontsize=7)
+    return fig

@@ -28,16 +28,18 @@ FIGURES = (
     ("trials", "Each trial's test-set interval (image bootstrap) beside the seed-to-seed range"),
     ("components", "Variance components by source (decompose designs)"),
     ("power", "Planning: seeds per setting against the smallest detectable difference"),
-)
+    ("boundaries", "Sequential study: each comparison's statistic against its boundary, wave by "
+                   "wave (sequential studies only)"),
+)  # fmt: skip
 
 
 def study_figures(
     report: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]
 ) -> dict[str, Figure]:
-    """The six study figures by stem (see ``FIGURES``); ``rows``' histories are in the
-    report's units (AP points)."""
+    """The study figures by stem (see ``FIGURES``: six, and the boundaries of a sequential
+    study); ``rows``' histories are in the report's units (AP points)."""
     metric = report.get("metric") or "AP"
-    return {
+    figures = {
         "forest": comparison_plots.forest(report),
         "seeds": seed_plots.seed_strip(report),
         "epochs": seed_plots.epoch_curves(rows, metric, confidence=report["confidence"]),
@@ -45,6 +47,9 @@ def study_figures(
         "components": comparison_plots.components(report),
         "power": comparison_plots.power_curve(report),
     }
+    if report.get("sequential"):
+        figures["boundaries"] = comparison_plots.sequential_boundaries(report)
+    return figures
 
 
 def conclusions_markdown(report: Mapping[str, Any]) -> str:
@@ -186,7 +191,7 @@ class StudyDashboard:
 def study_dashboard(
     report: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], title: str
 ) -> StudyDashboard:
-    """Render the six figures and the page once (see ``study_figures`` / ``render_html``)."""
+    """Render the figures and the page once (see ``study_figures`` / ``render_html``)."""
     figures = study_figures(report, rows)
-    pngs = {stem: png_bytes(figures[stem]) for stem, _ in FIGURES}
+    pngs = {stem: png_bytes(figures[stem]) for stem, _ in FIGURES if stem in figures}
     return StudyDashboard(render_html(report, figures, title), pngs)
