@@ -163,6 +163,33 @@ def _wave_line(study_id: str, entry: dict[str, Any], waves: int, short: dict[str
     )
 
 
+def _stage(
+    wave: int,
+    waves: int,
+    comparisons: int,
+    open_labels: list[str],
+    done: list[dict[str, Any]],
+    short: dict[str, str],
+) -> str:
+    """The progress line's wave part: the wave, decided/open counts, and each open
+    comparison's current difference and repeated interval (from the last decision)."""
+    out = f"wave {wave}/{waves}: {comparisons - len(open_labels)} decided, {len(open_labels)} open"
+    if done:
+        now = []
+        for c in done[-1]["comparisons"]:
+            lo, hi = c.get("rci") or (None, None)
+            if (
+                c["a"] in open_labels
+                and c["diff"] is not None
+                and lo is not None
+                and hi is not None
+            ):
+                now.append(f"{short.get(c['a'], c['a'])} {c['diff']:+.2f} [{lo:+.2f}, {hi:+.2f}]")
+        if now:
+            out += " (" + "; ".join(now) + ")"
+    return out
+
+
 def run_waves(
     record: StudyRecord, folder: Path, ctx: dict[str, Any], resuming: bool = False
 ) -> StudyOutcome:
@@ -199,8 +226,7 @@ def run_waves(
         if resuming and tune.Tuner.can_restore(str(folder / name)):
             tuner = restore_tuner(folder, record.study_id, name)
         else:
-            stage = (f"wave {wave}/{len(sizes)}: {len(others) - len(open_labels)} decided, "
-                     f"{len(open_labels)} open")  # fmt: skip
+            stage = _stage(wave, len(sizes), len(others), open_labels, done, short)
             progress = StudyProgress(
                 record.study_id, spec.metric, record.max_concurrent_trials, len(plans), stage
             )

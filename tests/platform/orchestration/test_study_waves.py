@@ -115,3 +115,19 @@ def test_a_waves_file_that_is_not_the_drivers_is_one_line(tmp_path, content):
 
 def test_no_waves_file_is_no_decided_wave(tmp_path):
     assert load_waves(tmp_path) == []
+
+
+def test_the_progress_stage_shows_the_wave_the_counts_and_each_open_interval(study):
+    from sparse_rcnn.platform.orchestration.study_waves import _stage
+
+    rng = np.random.default_rng(0)
+    base, sep, close = (s.label for s in study.settings)
+    short = {s.label: s.short_label for s in study.settings}
+    assert _stage(1, 3, 2, [sep, close], [], short) == "wave 1/3: 0 decided, 2 open"
+    rows = _rows(study, 1, [base, sep, close], rng)
+    entry = decide_wave(rows, study, 1, [base, sep, close], [sep, close])
+    close_now = next(c for c in entry["comparisons"] if c["a"] == close)
+    lo, hi = close_now["rci"]
+    assert _stage(2, 3, 2, [close], [entry], short) == (
+        f"wave 2/3: 1 decided, 1 open (lr=0.003 {close_now['diff']:+.2f} [{lo:+.2f}, {hi:+.2f}])"
+    )

@@ -1,0 +1,165 @@
+"""A sequential study end to end on the local Ray and a real MLflow server: a separated pair stops
+after the first wave, a close pair runs on to the last, the driver is killed between waves and
+``resume`` finishes the study without training any trial twice.
+
+The settings make the outcome certain without relying on luck: ``far`` trains at lr 1e-6 (AP50
+exactly 0 after three epochs) against a baseline that learns; ``close`` differs from the
+baseline only in a gradient clip that never binds (1e9 vs 1e10, so the clip multiplies by
+exactly 1.0), and with ``deterministic: true`` its trials equal the baseline's bit for bit:
+paired differences of exactly 0 have no standard error, so no boundary is ever crossed and the
+comparison stays open to the last wave. ``alpha: 0.6`` (0.3 per comparison) with Pocock-type
+spending puts the first boundary near |t| = 1.6 on 2 degrees of freedom, so three learning
+seeds separate ``far`` at wave 1. The error rates themselves are verified by simulation
+(tests/platform/stats, bench/sequential_sim.py); this test checks the driver.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from sparse_rcnn.platform.orchestration.results import read_results
+from sparse_rcnn.platform.orchestration.study import resume_study
+from sparse_rcnn.platform.orchestration.study_report import write_report
+from sparse_rcnn.platform.orchestration.study_waves import WAVES_FILE
+from sparse_rcnn.platform.tracking import names
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+BASE = {"lr": 5e-3, "clip_grad_norm": 1.0e9}
+CLOSE = {"lr": 5e-3, "clip_grad_norm": 1.0e10}
+FAR = {"lr": 1e-6, "clip_grad_norm": 1.0e9}
+
+
+def _study_file(tmp_path, small_job, uri: str) -> str:
+    job = small_job(**{
+        "dataset.synthetic": {"images": 24, "seed": 0, "val_fraction": 0.34, "min_size": 96,
+                              "max_size": 128, "difficulty": "easy"},
+        "dataset.input_ratio": 0.1,
+        "schedule": {"epochs": 3, "lr_steps": [2], "warmup_iters": 3},
+        "eval_interval": 3,
+        "deterministic": True,
+        "mlflow.tracking_uri": uri,
+        "mlflow.experiment": "study-seq",
+        "mlflow.log_interval": 5,
+    })  # fmt: skip
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(job))
+    study = {
+        "name": "seq", "job": "base.yaml", "design": "sequential",
+        "seeds": {"initial": 3, "step": 1, "max": 4}, "spending": "pocock",
+        "vary": {"optimizer": [BASE, CLOSE, FAR]}, "metric": "AP50", "alpha": 0.6,
+        "bootstrap_replicates": 0,
+    }  # fmt: skip
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study, sort_keys=False))
+    return str(path)
+
+
+def test_a_sequential_study_stops_the_separated_pair_and_resumes_after_a_driver_kill(
+    small_job, mlflow_server, local_ray, state_dir, tmp_path
+):
+    path = _study_file(tmp_path, small_job, mlflow_server)
+    address = local_ray.get_runtime_context().gcs_address
+    log_path = tmp_path / "driver.log"
+    log = open(log_path, "w")  # noqa: SIM115
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "sparse_rcnn.platform.cli.main", "study", path,
+         "--address", address],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=dict(os.environ),
+    )  # fmt: skip
+    deadline = time.monotonic() + 600
+    waves_file = None
+    try:
+        while time.monotonic() < deadline and waves_file is None:
+            time.sleep(1)
+            assert driver.poll() is None, log_path.read_text()[-3000:]
+            found = list((state_dir / "studies").glob(f"*/{WAVES_FILE}"))
+            waves_file = found[0] if found else None
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)  # the driver dies between the waves
+        driver.wait()
+        log.close()
+    assert waves_file is not None, "wave 1 was not decided before the deadline"
+    console = log_path.read_text()
+    assert "sequential, 3 settings" in console and "wave 1/2" in console
+    (first,) = json.loads(waves_file.read_text())
+    verdicts = {_name(c["a"]): c for c in first["comparisons"]}
+    assert verdicts["far"]["verdict"] == "different" and verdicts["far"]["stopped_wave"] == 1
+    assert verdicts["far"]["diff"] < 0  # lr 1e-6 learns nothing: AP50 0 against the baseline's
+    assert verdicts["close"]["verdict"] == "open" and verdicts["close"]["diff"] == 0.0
+    assert [_name(a) for a in first["open"]] == ["close"]
+
+    c = MlflowClient(mlflow_server)
+    exp = c.get_experiment_by_name("study-seq")
+    done_before = {
+        r.data.tags["study.trial"]: r.info.end_time
+        for r in c.search_runs([exp.experiment_id])
+        if r.data.tags.get("study.done") == "true"
+    }
+    assert len(done_before) >= 9  # every wave-1 trial
+
+    study_id = waves_file.parent.name
+    outcome = resume_study(study_id)
+    assert outcome.finished
+
+    runs = c.search_runs([exp.experiment_id], max_results=100)
+    kids = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == outcome.parent_run_id]
+    keys = sorted(k.data.tags["study.trial"] for k in kids)
+    # far ran 3 seeds (decided at wave 1); baseline and close ran the 4th in wave 2; one run each.
+    assert keys == sorted([f"s{s}-all-r{r}" for s in (0, 1) for r in range(4)]
+                          + [f"s2-all-r{r}" for r in range(3)])  # fmt: skip
+    assert all(k.info.status == "FINISHED" for k in kids)
+    for k in kids:
+        key = k.data.tags["study.trial"]
+        if key in done_before:
+            assert k.info.end_time == done_before[key], f"{key} was trained again"
+
+    rows = read_results(outcome.results_path)
+    assert {(r["trial_key"], r["wave"]) for r in rows} == {
+        (k, 2 if k.endswith("r3") else 1) for k in keys
+    }
+    assert all(r["status"] == "ok" and math.isfinite(r["AP50"]) for r in rows)
+    base = {r["replicate"]: r["AP50"] for r in rows if r["setting"] == 0}
+    assert all(r["AP50"] == base[r["replicate"]] for r in rows if r["setting"] == 1)  # bitwise
+
+    waves = json.loads(waves_file.read_text())
+    assert [w["wave"] for w in waves] == [1, 2] and waves[1]["open"] == []
+    second = {_name(c["a"]): c for c in waves[1]["comparisons"]}
+    assert second["far"]["verdict"] == "different" and second["far"]["stopped_wave"] == 1
+    assert second["close"]["verdict"] == "undecided" and second["close"]["seeds_used"] == 4
+
+    parent = c.get_run(outcome.parent_run_id)
+    assert parent.info.status == "FINISHED"
+    history = {m.step: m.value for m in c.get_metric_history(parent.info.run_id,
+                                                              names.STUDY_OPEN)}  # fmt: skip
+    assert history == {1: 1.0, 2: 0.0}
+    decided = c.get_metric_history(parent.info.run_id, names.STUDY_DECIDED)
+    assert {m.step: m.value for m in decided} == {1: 1.0, 2: 2.0}  # far, then close (undecided)
+    assert parent.data.tags[names.TAG_WAVE] == "2"
+    seq_tags = {k: v for k, v in parent.data.tags.items()
+                if k.startswith(names.TAG_SEQ_VERDICT_PREFIX)}  # fmt: skip
+    assert sorted(seq_tags.values()) == ["different", "undecided"]
+
+    report, md = write_report(study_id, log=False)
+    seq = {_name(x["a"]): x for x in report["sequential"]["comparisons"]}
+    assert seq["far"]["verdict"] == "different" and seq["far"]["stopped_wave"] == 1
+    assert [look["wave"] for look in seq["close"]["looks"]] == [1, 2]
+    assert report["cost"]["trials"] == 11 and report["cost"]["cpu_hours"] > 0
+    assert report["cost"]["decided"] == 1  # undecided is not an answer
+    assert (md.parent / "figures" / "boundaries.png").is_file()
+
+
+def _name(label: str) -> str:
+    """The test's name of a setting label (``optimizer={...}``)."""
+    if "1e-06" in label:
+        return "far"
+    return "close" if "10000000000" in label or "1e+10" in label else "base"
