@@ -92,13 +92,16 @@ _COLLECTIVE_NAMES = ("TORCH_DISTRIBUTED_DEBUG", "TORCH_CPP_LOG_LEVEL", "CUDA_LAU
 def forwarded_env(tracking_uri: str | None = None) -> dict[str, str]:
     """The environment a job's Ray workers need on any node: this process's own ``SPARSE_RCNN_*``
     variables, those of NCCL, gloo and torch.distributed, the state directory (absolute, so a
-    worker's working directory does not matter) and, when given, ``MLFLOW_TRACKING_URI``. Holds
-    no credentials: it may be saved with Tune's state."""
+    worker's working directory does not matter), MLflow's switch against printing run URLs and,
+    when given, ``MLFLOW_TRACKING_URI``. Holds no credentials: it may be saved with Tune's
+    state."""
     env = {
         k: v for k, v in os.environ.items()
         if k.startswith((PLATFORM_ENV_PREFIX, *_COLLECTIVE_PREFIXES)) or k in _COLLECTIVE_NAMES
     }  # fmt: skip
     env[STATE_ENV] = str(state_dir())
+    # MLflow prints "View run ... at URL" when a run ends; the console shows our lines only.
+    env["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
     if tracking_uri is not None:
         env["MLFLOW_TRACKING_URI"] = tracking_uri
     return env

@@ -204,7 +204,9 @@ def sign_flip_p(d: np.ndarray, seed: int = 0) -> float:
     n = d.size
     if n == 0:
         return math.nan
-    if not np.any(d):
+    if n == 1 or not np.any(d):
+        # One difference: its two flips have the same |sum|, so p = 1 exactly (scipy's
+        # permutation_test refuses a sample of one).
         return 1.0
     method = _permutation_method(2**n, seed)
     res = stats.permutation_test(

@@ -87,4 +87,5 @@ def test_workers_get_the_platform_variables_the_state_dir_and_the_uri(monkeypatc
     assert env["SPARSE_RCNN_STATE_DIR"] == str((tmp_path / "state").resolve())
     assert env["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5000"
     assert "MLFLOW_TRACKING_PASSWORD" not in env  # saved with Tune's state: no credentials
+    assert env["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] == "true"  # no "View run" lines
     assert "MLFLOW_TRACKING_URI" not in forwarded_env()

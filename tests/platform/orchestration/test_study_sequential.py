@@ -1,16 +1,16 @@
-"""A sequential study end to end on the local Ray and a real MLflow server: a separated pair stops
+"""A sequential study end to end on the local Ray and a real MLflow server: separated pairs stop
 after the first wave, a close pair runs on to the last, the driver is killed between waves and
 ``resume`` finishes the study without training any trial twice.
 
-The settings make the outcome certain without relying on luck: ``far`` trains at lr 1e-6 (AP50
-exactly 0 after three epochs) against a baseline that learns; ``close`` differs from the
-baseline only in a gradient clip that never binds (1e9 vs 1e10, so the clip multiplies by
-exactly 1.0), and with ``deterministic: true`` its trials equal the baseline's bit for bit:
+The settings make the outcome certain without relying on luck. The grid is lr {5e-3, 1e-6} x
+``mlflow.log_interval`` {5, 10}: the two lr 1e-6 settings learn nothing (AP50 exactly 0 after
+three epochs) against a baseline that learns; ``close`` differs from the baseline only in how
+often it logs, and with ``deterministic: true`` its trials equal the baseline's bit for bit:
 paired differences of exactly 0 have no standard error, so no boundary is ever crossed and the
-comparison stays open to the last wave. ``alpha: 0.6`` (0.3 per comparison) with Pocock-type
+comparison stays open to the last wave. ``alpha: 0.9`` (0.3 per comparison) with Pocock-type
 spending puts the first boundary near |t| = 1.6 on 2 degrees of freedom, so three learning
-seeds separate ``far`` at wave 1. The error rates themselves are verified by simulation
-(tests/platform/stats, bench/sequential_sim.py); this test checks the driver.
+seeds separate the lr 1e-6 settings at wave 1. The error rates themselves are verified by
+simulation (tests/platform/stats, bench/sequential_sim.py); this test checks the driver.
 """
 
 from __future__ import annotations
@@ -31,13 +31,12 @@ from sparse_rcnn.platform.orchestration.results import read_results
 from sparse_rcnn.platform.orchestration.study import resume_study
 from sparse_rcnn.platform.orchestration.study_report import write_report
 from sparse_rcnn.platform.orchestration.study_waves import WAVES_FILE
+from sparse_rcnn.platform.spec.study import load_study
 from sparse_rcnn.platform.tracking import names
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
-BASE = {"lr": 5e-3, "clip_grad_norm": 1.0e9}
-CLOSE = {"lr": 5e-3, "clip_grad_norm": 1.0e10}
-FAR = {"lr": 1e-6, "clip_grad_norm": 1.0e9}
+NAMES = ("base", "close", "far", "far2")  # the grid's settings, in order
 
 
 def _study_file(tmp_path, small_job, uri: str) -> str:
@@ -50,13 +49,13 @@ def _study_file(tmp_path, small_job, uri: str) -> str:
         "deterministic": True,
         "mlflow.tracking_uri": uri,
         "mlflow.experiment": "study-seq",
-        "mlflow.log_interval": 5,
     })  # fmt: skip
     (tmp_path / "base.yaml").write_text(yaml.safe_dump(job))
     study = {
         "name": "seq", "job": "base.yaml", "design": "sequential",
         "seeds": {"initial": 3, "step": 1, "max": 4}, "spending": "pocock",
-        "vary": {"optimizer": [BASE, CLOSE, FAR]}, "metric": "AP50", "alpha": 0.6,
+        "vary": {"optimizer.lr": [5e-3, 1e-6], "mlflow.log_interval": [5, 10]},
+        "metric": "AP50", "alpha": 0.9,
         "bootstrap_replicates": 0,
     }  # fmt: skip
     path = tmp_path / "study.yaml"
@@ -68,6 +67,7 @@ def test_a_sequential_study_stops_the_separated_pair_and_resumes_after_a_driver_
     small_job, mlflow_server, local_ray, state_dir, tmp_path
 ):
     path = _study_file(tmp_path, small_job, mlflow_server)
+    labels = {s.label: n for s, n in zip(load_study(path).settings, NAMES, strict=True)}
     address = local_ray.get_runtime_context().gcs_address
     log_path = tmp_path / "driver.log"
     log = open(log_path, "w")  # noqa: SIM115
@@ -90,13 +90,14 @@ def test_a_sequential_study_stops_the_separated_pair_and_resumes_after_a_driver_
         log.close()
     assert waves_file is not None, "wave 1 was not decided before the deadline"
     console = log_path.read_text()
-    assert "sequential, 3 settings" in console and "wave 1/2" in console
+    assert "sequential, 4 settings" in console and "wave 1/2" in console
     (first,) = json.loads(waves_file.read_text())
-    verdicts = {_name(c["a"]): c for c in first["comparisons"]}
-    assert verdicts["far"]["verdict"] == "different" and verdicts["far"]["stopped_wave"] == 1
-    assert verdicts["far"]["diff"] < 0  # lr 1e-6 learns nothing: AP50 0 against the baseline's
+    verdicts = {labels[c["a"]]: c for c in first["comparisons"]}
+    for far in ("far", "far2"):  # lr 1e-6 learns nothing: AP50 0 against the baseline's
+        assert verdicts[far]["verdict"] == "different" and verdicts[far]["stopped_wave"] == 1
+        assert verdicts[far]["diff"] < 0
     assert verdicts["close"]["verdict"] == "open" and verdicts["close"]["diff"] == 0.0
-    assert [_name(a) for a in first["open"]] == ["close"]
+    assert [labels[a] for a in first["open"]] == ["close"]
 
     c = MlflowClient(mlflow_server)
     exp = c.get_experiment_by_name("study-seq")
@@ -105,7 +106,7 @@ def test_a_sequential_study_stops_the_separated_pair_and_resumes_after_a_driver_
         for r in c.search_runs([exp.experiment_id])
         if r.data.tags.get("study.done") == "true"
     }
-    assert len(done_before) >= 9  # every wave-1 trial
+    assert len(done_before) >= 12  # every wave-1 trial
 
     study_id = waves_file.parent.name
     outcome = resume_study(study_id)
@@ -114,9 +115,9 @@ def test_a_sequential_study_stops_the_separated_pair_and_resumes_after_a_driver_
     runs = c.search_runs([exp.experiment_id], max_results=100)
     kids = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == outcome.parent_run_id]
     keys = sorted(k.data.tags["study.trial"] for k in kids)
-    # far ran 3 seeds (decided at wave 1); baseline and close ran the 4th in wave 2; one run each.
+    # far, far2 ran 3 seeds (decided at wave 1); base and close the 4th in wave 2; one run each.
     assert keys == sorted([f"s{s}-all-r{r}" for s in (0, 1) for r in range(4)]
-                          + [f"s2-all-r{r}" for r in range(3)])  # fmt: skip
+                          + [f"s{s}-all-r{r}" for s in (2, 3) for r in range(3)])  # fmt: skip
     assert all(k.info.status == "FINISHED" for k in kids)
     for k in kids:
         key = k.data.tags["study.trial"]
@@ -133,7 +134,7 @@ def test_a_sequential_study_stops_the_separated_pair_and_resumes_after_a_driver_
 
     waves = json.loads(waves_file.read_text())
     assert [w["wave"] for w in waves] == [1, 2] and waves[1]["open"] == []
-    second = {_name(c["a"]): c for c in waves[1]["comparisons"]}
+    second = {labels[c["a"]]: c for c in waves[1]["comparisons"]}
     assert second["far"]["verdict"] == "different" and second["far"]["stopped_wave"] == 1
     assert second["close"]["verdict"] == "undecided" and second["close"]["seeds_used"] == 4
 
@@ -143,23 +144,16 @@ def test_a_sequential_study_stops_the_separated_pair_and_resumes_after_a_driver_
                                                               names.STUDY_OPEN)}  # fmt: skip
     assert history == {1: 1.0, 2: 0.0}
     decided = c.get_metric_history(parent.info.run_id, names.STUDY_DECIDED)
-    assert {m.step: m.value for m in decided} == {1: 1.0, 2: 2.0}  # far, then close (undecided)
+    assert {m.step: m.value for m in decided} == {1: 2.0, 2: 3.0}  # far, far2; then close
     assert parent.data.tags[names.TAG_WAVE] == "2"
     seq_tags = {k: v for k, v in parent.data.tags.items()
                 if k.startswith(names.TAG_SEQ_VERDICT_PREFIX)}  # fmt: skip
-    assert sorted(seq_tags.values()) == ["different", "undecided"]
+    assert sorted(seq_tags.values()) == ["different", "different", "undecided"]
 
     report, md = write_report(study_id, log=False)
-    seq = {_name(x["a"]): x for x in report["sequential"]["comparisons"]}
+    seq = {labels[x["a"]]: x for x in report["sequential"]["comparisons"]}
     assert seq["far"]["verdict"] == "different" and seq["far"]["stopped_wave"] == 1
     assert [look["wave"] for look in seq["close"]["looks"]] == [1, 2]
-    assert report["cost"]["trials"] == 11 and report["cost"]["cpu_hours"] > 0
-    assert report["cost"]["decided"] == 1  # undecided is not an answer
+    assert report["cost"]["trials"] == 14 and report["cost"]["cpu_hours"] > 0
+    assert report["cost"]["decided"] == 2  # undecided is not an answer
     assert (md.parent / "figures" / "boundaries.png").is_file()
-
-
-def _name(label: str) -> str:
-    """The test's name of a setting label (``optimizer={...}``)."""
-    if "1e-06" in label:
-        return "far"
-    return "close" if "10000000000" in label or "1e+10" in label else "base"

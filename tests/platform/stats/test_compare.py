@@ -83,6 +83,17 @@ def test_wilcoxon_and_sign_flip_match_scipy_and_brute_force():
         sums = (flips * d).sum(1)
         brute = np.mean(np.abs(sums) >= abs(d.sum()) - 1e-9)
         assert sign_flip_p(d) == pytest.approx(brute)
+    # Down to one pair, or one nonzero difference among zeros (a real sequential study met it):
+    # brute force says p = 1; scipy (permutation_test, and wilcoxon with it) refuses a sample
+    # of one, so brute force is the oracle here.
+    for d in (np.array([0.4]), np.array([0.0, 0.0, -0.14])):
+        flips = np.array(list(itertools.product([-1, 1], repeat=d.size)))
+        brute = np.mean(np.abs((flips * d).sum(1)) >= abs(d.sum()) - 1e-9)
+        assert sign_flip_p(d) == brute == 1.0
+        nz = d[d != 0]  # Wilcoxon: the one nonzero difference has rank 1, either sign
+        ranks = np.array([[-1.0], [1.0]]) * stats.rankdata(np.abs(nz))
+        brute = np.mean(np.abs(ranks.sum(1)) >= abs(np.sign(nz) @ stats.rankdata(np.abs(nz))))
+        assert wilcoxon_p(d) == brute == 1.0
 
 
 def test_probability_of_superiority_with_ties():
