@@ -164,7 +164,13 @@ class StudySpec(BaseModel):
         "AP", description="the primary metric of the report"
     )
     effect_size: Number = Field(0.3, gt=0, description="AP points a comparison should detect")
-    alpha: Number = Field(0.05, gt=0, lt=1)
+    alpha: Number = Field(
+        0.05,
+        gt=0,
+        lt=0.5,
+        description="the study's error rate (below 0.5: the report plans "
+        "seeds for 80 % power, which needs power above alpha)",
+    )
     max_concurrent_trials: StrictInt | None = Field(
         None, ge=1, description="null: as many as the cluster's resources hold"
     )

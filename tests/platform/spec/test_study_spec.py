@@ -91,7 +91,8 @@ def test_explicit_sources_and_base_setting(write):
         ({"seeds": 0}, "seeds must be a count >= 1"),
         ({"seeds": [1, 1]}, "seeds must be distinct"),
         ({"randomness": "some"}, "randomness: Input should be 'all' or 'decompose'"),
-        ({"alpha": 1.5}, "alpha: Input should be less than 1"),
+        ({"alpha": 1.5}, "alpha: Input should be less than 0.5"),
+        ({"alpha": 0.9}, "alpha: Input should be less than 0.5"),  # no 80 % power plan above
         ({"effect": 0.3}, "effect: unknown key"),
         ({"job": "missing.yaml"}, "base job spec not found"),
     ],
