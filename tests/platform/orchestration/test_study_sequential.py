@@ -1,16 +1,18 @@
-"""A sequential study end to end on the local Ray and a real MLflow server: separated pairs stop
-after the first wave, a close pair runs on to the last, the driver is killed between waves and
-``resume`` finishes the study without training any trial twice.
+"""A sequential study end to end on the local Ray and a real MLflow server: waves run only the
+baseline and the settings still open, a close pair runs on to the last wave, the driver is
+killed between waves and ``resume`` finishes the study without training any trial twice.
 
-The settings make the outcome certain without relying on luck. ``far`` trains at lr 1e-6 and
-learns nothing (AP50 exactly 0 after three epochs) against a baseline that learns. ``close``
-differs from the baseline only in a gradient clip of 1.0000000001 instead of 1.0, which is the
-same float32 number, and with ``deterministic: true`` its trials equal the baseline's bit for
-bit: paired differences of exactly 0 have no standard error, so no boundary is ever crossed and
-the comparison stays open to the last wave. ``alpha: 0.45`` (0.225 per comparison) with
-Pocock-type spending puts the first boundary near |t| = 2 on 3 degrees of freedom, so four
-learning seeds separate ``far`` at wave 1. The error rates themselves are verified by
-simulation (tests/platform/stats, bench/sequential_sim.py); this test checks the driver.
+``close`` differs from the baseline only in a gradient clip of 1.0000000001 instead of 1.0,
+the same float32 number, and with ``deterministic: true`` its trials equal the baseline's bit
+for bit: paired differences of exactly 0 have no standard error, so no boundary is crossed and
+the comparison stays open to the last wave, where it ends undecided. ``far`` (lr 1e-6, AP50
+exactly 0) may or may not be decided after the first wave: the tiny model at test scale scores
+AP50 0 on many seeds even when it trains (measured: 11.2, 0, 0 and 0.15 for four seeds, and 0
+for every seed after memorising 8 images for 32 iterations), so no real training here gives a
+pair whose separation is certain in seconds. The test checks that the driver did what its
+recorded decisions say, whatever they were; that a separated pair stops at its first wave and
+stays decided is checked on rows with known truth through the same ``decide_wave``
+(test_study_waves.py), and the error rates by simulation (bench/sequential_sim.py).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 BASE = {"lr": 5e-3}
 # The default clip (1.0) up to 1e-10: the same float32 number, so the same training.
 CLOSE = {"lr": 5e-3, "clip_grad_norm": 1.0000000001}
-FAR = {"lr": 1e-6}  # learns nothing in three epochs: AP50 exactly 0
+FAR = {"lr": 1e-6}  # learns nothing: AP50 exactly 0
 NAMES = ("base", "close", "far")
 
 
@@ -57,7 +59,7 @@ def _study_file(tmp_path, small_job, uri: str) -> str:
     (tmp_path / "base.yaml").write_text(yaml.safe_dump(job))
     study = {
         "name": "seq", "job": "base.yaml", "design": "sequential",
-        "seeds": {"initial": 4, "step": 1, "max": 5}, "spending": "pocock",
+        "seeds": {"initial": 2, "step": 1, "max": 3}, "spending": "pocock",
         "vary": {"optimizer": [BASE, CLOSE, FAR]}, "metric": "AP50", "alpha": 0.45,
         "bootstrap_replicates": 0,
     }  # fmt: skip
@@ -96,11 +98,12 @@ def test_a_sequential_study_stops_the_separated_pair_and_resumes_after_a_driver_
     assert "sequential, 3 settings" in console and "wave 1/2" in console
     (first,) = json.loads(waves_file.read_text())
     verdicts = {labels[c["a"]]: c for c in first["comparisons"]}
-    # lr 1e-6 learns nothing: AP50 0 against the baseline's
-    assert verdicts["far"]["verdict"] == "different" and verdicts["far"]["stopped_wave"] == 1
-    assert verdicts["far"]["diff"] < 0
     assert verdicts["close"]["verdict"] == "open" and verdicts["close"]["diff"] == 0.0
-    assert [labels[a] for a in first["open"]] == ["close"]
+    assert verdicts["close"]["statistic"] is None  # no standard error: nothing to cross
+    far_open = verdicts["far"]["verdict"] == "open"
+    assert far_open or verdicts["far"]["stopped_wave"] == 1
+    assert [labels[a] for a in first["open"]] == ["close", "far"] if far_open else ["close"]
+    assert first["decided"] == ([] if far_open else [verdicts["far"]["a"]])
 
     c = MlflowClient(mlflow_server)
     exp = c.get_experiment_by_name("study-seq")
@@ -109,7 +112,7 @@ def test_a_sequential_study_stops_the_separated_pair_and_resumes_after_a_driver_
         for r in c.search_runs([exp.experiment_id])
         if r.data.tags.get("study.done") == "true"
     }
-    assert len(done_before) >= 12  # every wave-1 trial: 3 settings x 4 seeds
+    assert len(done_before) >= 6  # every wave-1 trial: 3 settings x 2 seeds
 
     study_id = waves_file.parent.name
     outcome = resume_study(study_id)
@@ -118,9 +121,10 @@ def test_a_sequential_study_stops_the_separated_pair_and_resumes_after_a_driver_
     runs = c.search_runs([exp.experiment_id], max_results=100)
     kids = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == outcome.parent_run_id]
     keys = sorted(k.data.tags["study.trial"] for k in kids)
-    # far ran 4 seeds (decided at wave 1); base and close the 5th in wave 2; one run each.
-    assert keys == sorted([f"s{s}-all-r{r}" for s in (0, 1) for r in range(5)]
-                          + [f"s2-all-r{r}" for r in range(4)])  # fmt: skip
+    # Wave 2 ran the third seed of the baseline and of each setting open after wave 1 only.
+    third = [0, 1, 2] if far_open else [0, 1]
+    assert keys == sorted([f"s{s}-all-r{r}" for s in (0, 1, 2) for r in range(2)]
+                          + [f"s{s}-all-r2" for s in third])  # fmt: skip
     assert all(k.info.status == "FINISHED" for k in kids)
     for k in kids:
         key = k.data.tags["study.trial"]
@@ -129,7 +133,7 @@ def test_a_sequential_study_stops_the_separated_pair_and_resumes_after_a_driver_
 
     rows = read_results(outcome.results_path)
     assert {(r["trial_key"], r["wave"]) for r in rows} == {
-        (k, 2 if k.endswith("r4") else 1) for k in keys
+        (k, 2 if k.endswith("r2") else 1) for k in keys
     }
     assert all(r["status"] == "ok" and math.isfinite(r["AP50"]) for r in rows)
     base = {r["replicate"]: r["AP50"] for r in rows if r["setting"] == 0}
@@ -138,25 +142,32 @@ def test_a_sequential_study_stops_the_separated_pair_and_resumes_after_a_driver_
     waves = json.loads(waves_file.read_text())
     assert [w["wave"] for w in waves] == [1, 2] and waves[1]["open"] == []
     second = {labels[c["a"]]: c for c in waves[1]["comparisons"]}
-    assert second["far"]["verdict"] == "different" and second["far"]["stopped_wave"] == 1
-    assert second["close"]["verdict"] == "undecided" and second["close"]["seeds_used"] == 5
+    assert second["close"]["verdict"] == "undecided" and second["close"]["seeds_used"] == 3
+    if not far_open:  # a decision stands
+        assert second["far"] == {**verdicts["far"]}
+    assert second["far"]["verdict"] != "open"
+    line = next(ln for ln in log_path.read_text().splitlines() if "wave 1/2 (2 seeds" in ln)
+    assert line.endswith("-> next wave") and "open (+0.00" in line
 
     parent = c.get_run(outcome.parent_run_id)
     assert parent.info.status == "FINISHED"
-    history = {m.step: m.value for m in c.get_metric_history(parent.info.run_id,
-                                                              names.STUDY_OPEN)}  # fmt: skip
-    assert history == {1: 1.0, 2: 0.0}
+    history = c.get_metric_history(parent.info.run_id, names.STUDY_OPEN)
+    assert {m.step: m.value for m in history} == {1: len(first["open"]), 2: 0.0}
     decided = c.get_metric_history(parent.info.run_id, names.STUDY_DECIDED)
-    assert {m.step: m.value for m in decided} == {1: 1.0, 2: 2.0}  # far; then close
+    assert {m.step: m.value for m in decided} == {1: len(first["decided"]), 2: 2.0}
     assert parent.data.tags[names.TAG_WAVE] == "2"
     seq_tags = {k: v for k, v in parent.data.tags.items()
                 if k.startswith(names.TAG_SEQ_VERDICT_PREFIX)}  # fmt: skip
-    assert sorted(seq_tags.values()) == ["different", "undecided"]
+    assert sorted(seq_tags.values()) == sorted([second["far"]["verdict"], "undecided"])
+    diffs = c.get_metric_history(parent.info.run_id, next(
+        k for k in parent.data.metrics if k.endswith("/seq_diff") and "clip" in k))  # fmt: skip
+    assert {m.step: m.value for m in diffs} == {1: 0.0, 2: 0.0}  # the close pair's path
 
     report, md = write_report(study_id, log=False)
     seq = {labels[x["a"]]: x for x in report["sequential"]["comparisons"]}
-    assert seq["far"]["verdict"] == "different" and seq["far"]["stopped_wave"] == 1
+    assert seq["far"]["verdict"] == second["far"]["verdict"]
+    assert seq["close"]["verdict"] == "undecided"
     assert [look["wave"] for look in seq["close"]["looks"]] == [1, 2]
-    assert report["cost"]["trials"] == 14 and report["cost"]["cpu_hours"] > 0
-    assert report["cost"]["decided"] == 1  # undecided is not an answer
+    assert report["cost"]["trials"] == len(rows) and report["cost"]["cpu_hours"] > 0
+    assert report["cost"]["decided"] == int(second["far"]["verdict"] in ("different", "equivalent"))
     assert (md.parent / "figures" / "boundaries.png").is_file()
