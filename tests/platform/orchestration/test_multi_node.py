@@ -1,10 +1,15 @@
 """Jobs on a real 2-node Ray cluster on loopback (``loopback_cluster``: a head and a second node
 of 1 CPU each, token auth, shared storage as a local folder) tracking to a real MLflow server:
-one worker on each node, and a worker node that dies mid-training."""
+one worker on each node, a worker node that dies mid-training, and a study whose driver dies
+between trials."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,6 +19,7 @@ from mlflow.tracking import MlflowClient
 from ray.job_submission import JobStatus
 
 from sparse_rcnn.platform.cli.main import main
+from sparse_rcnn.platform.orchestration.results import read_results
 from sparse_rcnn.platform.orchestration.submit import job_logs, open_dashboard, wait
 from tests.platform.orchestration.loopback_cluster import LoopbackCluster
 
@@ -173,3 +179,77 @@ def test_a_worker_node_killed_mid_training_resumes_in_the_same_run(
     node_ids = set(run.data.tags["ray.worker_node_ids"].split(","))
     assert node_ids == {two_nodes.node_id("head"), two_nodes.node_id("node2")}
     assert lost not in node_ids  # the restarted worker group runs on the new node
+
+
+def _study_cli(cluster: LoopbackCluster, state: Path, log: Path, *args: str) -> subprocess.Popen:
+    """``sparse-rcnn study ... --address GCS`` as its own process (own session, so it and its
+    children die together), with the cluster's token and the test's state dir."""
+    env = {**cluster.env, "SPARSE_RCNN_STATE_DIR": str(state)}
+    cmd = [sys.executable, "-m", "sparse_rcnn.platform.cli.main", "study", *args,
+           "--address", cluster.gcs_address, "--no-report"]  # fmt: skip
+    with open(log, "w") as out:
+        return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # fmt: skip
+
+
+def test_a_study_driver_killed_between_trials_resumes_on_the_cluster(
+    two_nodes, mlflow_server, small_job, tmp_path
+):
+    experiment = "study-driver-killed"
+    job = small_job(**{"mlflow.tracking_uri": mlflow_server, "mlflow.experiment": experiment,
+                       "eval_interval": 1, "storage_path": str(tmp_path / "shared")})  # fmt: skip
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(job))
+    study = {"name": "killed", "job": "base.yaml", "seeds": 3, "max_concurrent_trials": 1,
+             "bootstrap_replicates": 0}  # fmt: skip
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(study, sort_keys=False))
+    state = tmp_path / "state"
+    c = MlflowClient(mlflow_server)
+
+    def trial_runs() -> list:
+        exp = c.get_experiment_by_name(experiment)
+        runs = c.search_runs([exp.experiment_id]) if exp else []
+        return [r for r in runs if r.data.tags.get("study.role") == "trial"]
+
+    first = tmp_path / "driver.log"
+    driver = _study_cli(two_nodes, state, first, str(tmp_path / "study.yaml"))
+    try:
+        deadline = time.monotonic() + 300
+        done: dict[str, int] = {}
+        while not done:  # the first trial has its result; the second one is starting
+            assert driver.poll() is None, first.read_text()[-3000:]
+            assert time.monotonic() < deadline, f"no trial finished:\n{first.read_text()[-3000:]}"
+            time.sleep(1)
+            done = {r.data.tags["study.trial"]: r.info.end_time for r in trial_runs()
+                    if r.data.tags.get("study.done") == "true"}  # fmt: skip
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)  # the driver dies hard, between trials
+        driver.wait()
+    assert driver.returncode == -signal.SIGKILL
+    assert len(done) < 3, "every trial finished before the driver was killed"
+    (study_id,) = [p.name for p in (state / "studies").iterdir()]
+
+    second = tmp_path / "resume.log"
+    resumed = _study_cli(two_nodes, state, second, "--resume", study_id)
+    try:
+        rc = resumed.wait(timeout=400)
+    finally:
+        if resumed.poll() is None:
+            os.killpg(resumed.pid, signal.SIGKILL)
+    assert rc == 0, second.read_text()[-3000:]
+    assert f"resuming study {study_id}" in second.read_text()
+    assert f"study {study_id} finished" in second.read_text()
+
+    kids = trial_runs()
+    trials = ["s0-all-r0", "s0-all-r1", "s0-all-r2"]
+    assert sorted(k.data.tags["study.trial"] for k in kids) == trials  # one run per trial
+    for key, end_time in done.items():  # a finished trial is not trained again
+        run = next(k for k in kids if k.data.tags["study.trial"] == key)
+        assert run.info.end_time == end_time, f"{key} was trained again"
+    exp = c.get_experiment_by_name(experiment)
+    assert not c.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'")
+    assert {r.info.status for r in c.search_runs([exp.experiment_id])} == {"FINISHED"}
+    results = read_results(state / "studies" / study_id / "results.parquet")
+    rows = {r["trial_key"]: r for r in results}
+    assert sorted(rows) == trials
+    assert all(r["status"] == "ok" and r["eval_epochs"] == [1, 2] for r in rows.values())
+    assert all(rows[key]["reused"] for key in done)
