@@ -107,7 +107,9 @@ def run_job_in_process(
     paths = dataset_paths(spec)
     folder = checkpoint_folder(spec, name)
     reporter = _ForwardingReporter(folder, on_report)
-    logger = RunLogger(uri, run_id)
+    # A restart (here, or a study resumed after its driver died) replays from the last
+    # checkpoint, possibly past an evaluation the run holds already: each step written once.
+    logger = RunLogger(uri, run_id, write_once=True)
     if ray.is_initialized():  # in a Tune trial's actor: its node is the one worker's
         logger.set_tags(worker_node_tags([this_node()]))
     # Ray hands a GPU trial actor its device as CUDA_VISIBLE_DEVICES: cuda is that GPU.
