@@ -181,6 +181,48 @@ def test_a_worker_node_killed_mid_training_resumes_in_the_same_run(
     assert lost not in node_ids  # the restarted worker group runs on the new node
 
 
+def test_a_job_stopped_while_it_waits_for_a_lost_node_ends_its_run_killed(
+    two_nodes, mlflow_server, two_worker_job, tmp_path, capsys, monkeypatch
+):
+    """The second node dies and stays down: Ray Train waits for capacity, and its SIGINT
+    handler waits with it, so Ray SIGKILLs the driver after ``RAY_JOB_STOP_WAIT_TIME_S``
+    (5 s here, 30 s by default) before the driver can close its run. ``jobs stop --wait``
+    closes it: KILLED, with the reason."""
+    from sparse_rcnn.platform.orchestration import submit as submit_module
+
+    monkeypatch.setitem(submit_module.JOB_ENV_DEFAULTS, "RAY_JOB_STOP_WAIT_TIME_S", "5")
+    experiment = "stopped-waiting"
+    spec, _ = two_worker_job(experiment, epochs=30)
+    assert main(_submit_argv(two_nodes, spec, mlflow_server, tmp_path, "--no-wait")) == 0
+    sid = _submission_id(capsys.readouterr().out)
+    dash = open_dashboard(two_nodes.dashboard)
+    c = MlflowClient(mlflow_server)
+
+    def run():
+        exp = c.get_experiment_by_name(experiment)
+        runs = c.search_runs([exp.experiment_id]) if exp else []
+        return runs[0] if runs else None
+
+    def evaluated() -> bool:
+        return run() is not None and bool(c.get_metric_history(run().info.run_id, "val/AP"))
+
+    _wait_for("epoch 1 was not evaluated", evaluated, 240, dash, sid)
+    try:
+        two_nodes.kill_node("node2")
+        two_nodes.wait_dead("node2")
+        time.sleep(3)  # Ray Train notices the dead worker and waits for 2 CPUs again
+        assert run().info.status == "RUNNING"
+        assert main(["jobs", "stop", sid, "--wait", "--address", two_nodes.dashboard]) == 0
+        out = capsys.readouterr().out
+        assert f"job {sid} STOPPED" in out
+        closed = run()
+        assert closed.info.status == "KILLED"  # by the driver, or else by jobs stop
+        if f"MLflow run {closed.info.run_id}" in out:
+            assert closed.data.tags["error"].startswith(f"Ray job {sid} ended STOPPED")
+    finally:
+        two_nodes.restart("node2")
+
+
 def _study_cli(cluster: LoopbackCluster, state: Path, log: Path, *args: str) -> subprocess.Popen:
     """``sparse-rcnn study ... --address GCS`` as its own process (own session, so it and its
     children die together), with the cluster's token and the test's state dir."""
@@ -242,6 +284,8 @@ def test_a_study_driver_killed_between_trials_resumes_on_the_cluster(
     kids = trial_runs()
     trials = ["s0-all-r0", "s0-all-r1", "s0-all-r2"]
     assert sorted(k.data.tags["study.trial"] for k in kids) == trials  # one run per trial
+    for k in kids:  # the trial interrupted mid-training logged each epoch once all the same
+        assert _steps(c, k.info.run_id, "val/AP") == [1, 2]
     for key, end_time in done.items():  # a finished trial is not trained again
         run = next(k for k in kids if k.data.tags["study.trial"] == key)
         assert run.info.end_time == end_time, f"{key} was trained again"
