@@ -163,8 +163,9 @@ def test_a_worker_node_killed_mid_training_resumes_in_the_same_run(
         two_nodes.kill_raylet("node2")
     else:
         two_nodes.kill_node("node2")
-    assert len(_steps(c, run_id(), "val/AP")) < epochs, "the job ended before the kill"
-    two_nodes.restart("node2")
+    evaluated_at_kill = len(_steps(c, run_id(), "val/AP"))
+    two_nodes.restart("node2")  # first: the tests after this one need the node
+    assert evaluated_at_kill < epochs, "the job ended before the kill"
 
     info = wait(dash, sid, timeout_s=400, poll_s=1)
     logs = job_logs(dash, sid)
