@@ -30,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import ray
 import torch
 
 from sparse_rcnn.platform.engine.distributed import DistContext
@@ -43,6 +44,8 @@ from sparse_rcnn.platform.orchestration.train import (
     dataset_paths,
     log_final_checkpoint,
     match_threads_to_cpus,
+    this_node,
+    worker_node_tags,
 )
 from sparse_rcnn.platform.redact import redact
 from sparse_rcnn.platform.spec.job import JobSpec
@@ -104,7 +107,11 @@ def run_job_in_process(
     paths = dataset_paths(spec)
     folder = checkpoint_folder(spec, name)
     reporter = _ForwardingReporter(folder, on_report)
-    logger = RunLogger(uri, run_id)
+    # A restart (here, or a study resumed after its driver died) replays from the last
+    # checkpoint, possibly past an evaluation the run holds already: each step written once.
+    logger = RunLogger(uri, run_id, write_once=True)
+    if ray.is_initialized():  # in a Tune trial's actor: its node is the one worker's
+        logger.set_tags(worker_node_tags([this_node()]))
     # Ray hands a GPU trial actor its device as CUDA_VISIBLE_DEVICES: cuda is that GPU.
     device = torch.device("cuda" if spec.scaling.use_gpu and torch.cuda.is_available() else "cpu")
     failures = 0

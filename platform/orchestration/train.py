@@ -141,16 +141,34 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any]:
     if spec.scaling.use_gpu and torch.cuda.is_available():
         device = ray.train.torch.get_device()
     dist = DistContext.current(device)
+    placement = dist.gather(this_node())  # rank 0: every rank's node, in rank order
     logger = None
     if dist.is_main:  # a restart replays steps the run may hold already: each written once
         logger = RunLogger(config["tracking_uri"], config["run_id"], write_once=True)
+        logger.set_tags(worker_node_tags(placement or []))
     try:
         result = run_training(spec, paths, RayReporter(), logger, dist)
     except NonFiniteLossError as e:
         return {"status": "diverged", "error": str(e)}
     except RunRefused as e:
         return {"status": "refused", "error": str(e)}
+    if logger is not None and result.resumed_from_epoch is not None:
+        logger.set_tags({names.TAG_RESUMED_AFTER_EPOCH: str(result.resumed_from_epoch + 1)})
     return {"status": "ok", "metrics": result.metrics, "resumed_from": result.resumed_from_epoch}
+
+
+def this_node() -> tuple[str, str]:
+    """``(node id, node IP)`` of the Ray node this worker or actor runs on."""
+    return ray.get_runtime_context().get_node_id(), ray.util.get_node_ip_address()
+
+
+def worker_node_tags(nodes: list[tuple[str, str]]) -> dict[str, str]:
+    """The run tags naming the nodes of its workers (``(node id, IP)`` in rank order),
+    comma-separated: ``ray.worker_node_ids`` and ``ray.worker_node_ips``."""
+    return {
+        names.TAG_WORKER_NODE_IDS: ",".join(node_id for node_id, _ in nodes),
+        names.TAG_WORKER_NODE_IPS: ",".join(ip for _, ip in nodes),
+    }
 
 
 def run_job(

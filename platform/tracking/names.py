@@ -13,6 +13,12 @@ TAG_HARDWARE = "hardware"
 TAG_SEED_PREFIX = "seed."
 TAG_ERROR = "error"
 TAG_NOTE = "mlflow.note.content"  # the run description the UI shows on the Overview page
+# Where a Ray Train run's workers run, comma-separated in rank order; set by rank 0 at every
+# start of the worker group (after a restart they name the new placement).
+TAG_WORKER_NODE_IDS = "ray.worker_node_ids"
+TAG_WORKER_NODE_IPS = "ray.worker_node_ips"
+# Set when the run ends after a restart: the (1-based) epoch of the checkpoint it resumed from.
+TAG_RESUMED_AFTER_EPOCH = "resumed_after_epoch"
 
 ARTIFACT_SPEC = "job_spec.yaml"
 ARTIFACT_CHECKPOINT_DIR = "checkpoint"

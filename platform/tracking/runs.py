@@ -24,6 +24,7 @@ from sparse_rcnn.platform.tracking import names
 from sparse_rcnn.platform.tracking.store import embedded_artifact_root, embedded_uri
 
 _PARAM_VALUE_MAX = 6000
+_TAG_VALUE_MAX = 5000  # MLflow servers refuse longer tag values (8000 on SQL stores)
 
 
 def client(uri: str) -> MlflowClient:
@@ -241,6 +242,12 @@ class RunLogger:
             local.write_bytes(data)
             parent = str(path.parent) if str(path.parent) != "." else None
             self.client.log_artifact(self.run_id, str(local), parent)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        """Set (or overwrite) run tags; a value past MLflow's limit is cut, marked ``...``."""
+        for key, value in tags.items():
+            value = value if len(value) <= _TAG_VALUE_MAX else value[: _TAG_VALUE_MAX - 3] + "..."
+            self.client.set_tag(self.run_id, key, value)
 
     def set_note(self, markdown: str) -> None:
         """The run's description (shown on its Overview page)."""

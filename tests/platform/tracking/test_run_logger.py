@@ -100,3 +100,20 @@ def test_without_write_once_a_value_logged_again_becomes_the_latest(tmp_path, mo
     RunLogger(uri, run_id).log_metrics({"study/sigma": 2.0}, step=0)
     c = MlflowClient(uri)
     assert c.get_run(run_id).data.metrics["study/sigma"] == 2.0
+
+
+def test_worker_node_tags_name_each_rank_and_a_later_placement_replaces_them(tmp_path, monkeypatch):
+    from sparse_rcnn.platform.orchestration.train import worker_node_tags
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run_id = create_run(uri, "nodes", "r", {"a": 1})
+    log = RunLogger(uri, run_id)
+    log.set_tags(worker_node_tags([("a1", "10.0.0.1"), ("b2", "10.0.0.2")]))
+    log.set_tags(worker_node_tags([("a1", "10.0.0.1"), ("c3", "10.0.0.3")]))  # after a restart
+    tags = MlflowClient(uri).get_run(run_id).data.tags
+    assert tags[names.TAG_WORKER_NODE_IDS] == "a1,c3"
+    assert tags[names.TAG_WORKER_NODE_IPS] == "10.0.0.1,10.0.0.3"
+    log.set_tags({"long": "x" * 6000})
+    long = MlflowClient(uri).get_run(run_id).data.tags["long"]
+    assert len(long) == 5000 and long.endswith("x...")
