@@ -19,11 +19,6 @@ def cxcywh_to_xyxy(boxes: Tensor) -> Tensor:
     return box_convert(boxes, "cxcywh", "xyxy")
 
 
-def xyxy_to_cxcywh(boxes: Tensor) -> Tensor:
-    """``(..., 4)`` (x1, y1, x2, y2) -> (cx, cy, w, h)."""
-    return box_convert(boxes, "xyxy", "cxcywh")
-
-
 def xyxy_to_xywh(boxes: Tensor) -> Tensor:
     """``(..., 4)`` (x1, y1, x2, y2) -> COCO (x, y, w, h), no +1."""
     return box_convert(boxes, "xyxy", "xywh")

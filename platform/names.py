@@ -70,8 +70,3 @@ def path_under(root: Path, name: str, field: str) -> Path:
     if not path.is_relative_to(base) or path == base:
         raise PathEscape(f"{field} {name!r} resolves to {path}, outside {base}; refused")
     return path
-
-
-def is_under(root: Path, path: Path) -> bool:
-    """Whether ``path`` resolves (symlinks included) to ``root`` or a path inside it."""
-    return Path(path).resolve().is_relative_to(Path(root).resolve())

@@ -77,8 +77,3 @@ def _unquote(text: str) -> str:
     from urllib.parse import unquote
 
     return unquote(text)
-
-
-def secret_values(env: Mapping[str, str]) -> list[str]:
-    """The values of ``env`` that :func:`redact` must mask (secret-looking names)."""
-    return [v for k, v in env.items() if is_secret_name(k) and v]

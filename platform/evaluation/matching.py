@@ -31,7 +31,6 @@ from sparse_rcnn.platform.evaluation.ground_truth import GroundTruth
 
 # pycocotools Params.setDetParams, built the same way so that the floats are identical.
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
-AREA_NAMES = ("all", "small", "medium", "large")
 AREA_RANGES = ((0.0, 1e5**2), (0.0, 32.0**2), (32.0**2, 96.0**2), (96.0**2, 1e5**2))
 
 IGNORED, FALSE_POSITIVE, TRUE_POSITIVE = 0, 1, 2

@@ -78,7 +78,6 @@ from sparse_rcnn.platform.spec.load import (
 )
 
 SOURCES = ("init", "data_order", "augmentation", "nondeterminism")
-SEED_SOURCES = SOURCES[:3]
 # A decompose study runs an `all` group too by default: comparisons and planning need a sample
 # of the all-sources distribution, which the one-source groups (sharing fixed seeds) are not.
 DEFAULT_SOURCES = ("all", *SOURCES)

@@ -37,7 +37,6 @@ TAG_STUDY_RESULT_LEGACY = "study.result"  # the result as a JSON tag, earlier ve
 PARAM_STUDY_SETTING = "study.setting"
 PARAM_STUDY_SOURCE = "study.source"
 PARAM_STUDY_SEED = "study.seed"
-ARTIFACT_STUDY_RESULTS = "results.parquet"
 ARTIFACT_REPORT_HTML = "report.html"
 ARTIFACT_REPORT_FIGURES_DIR = "figures"
 # Training runs: evaluation pictures logged with log_image (key, step = epoch).

@@ -135,10 +135,6 @@ def finish_run(uri: str, run_id: str, status: str, error: str | None = None) -> 
     c.set_terminated(run_id, status=RunStatus.to_string(getattr(RunStatus, status)))
 
 
-def run_status(uri: str, run_id: str) -> str:
-    return client(uri).get_run(run_id).info.status
-
-
 class RunLogger:
     """Rank 0's view of the run: batched metrics, evaluation metrics at step = epoch,
     detections and checkpoints as artifacts. Implements the engine's ``MetricsLogger``.
