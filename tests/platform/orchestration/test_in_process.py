@@ -4,6 +4,7 @@ and without Ray: the run's metrics and artifacts, restarts, failures, and resume
 from __future__ import annotations
 
 import pytest
+import torch
 
 from sparse_rcnn.platform.orchestration.in_process import (
     KEEP_CHECKPOINTS,
@@ -39,7 +40,7 @@ def _val_ap_steps(uri: str, run_id: str) -> list[int]:
     return sorted(m.step for m in client(uri).get_metric_history(run_id, "val/AP"))
 
 
-def test_a_run_logs_like_ray_train_and_reports_every_epoch(job):
+def test_a_run_logs_like_ray_train_and_reports_every_epoch(job, tmp_path):
     spec, uri, run_id = job()
     reports: list[dict] = []
     outcome = run_job_in_process(spec, run_id, uri, "t-s0", on_report=reports.append)
@@ -53,6 +54,11 @@ def test_a_run_logs_like_ray_train_and_reports_every_epoch(job):
     folder = checkpoint_folder(spec, "t-s0")
     kept = sorted(p.name for p in folder.glob("checkpoint_epoch_*.pt"))
     assert len(kept) == KEEP_CHECKPOINTS and outcome.checkpoint_path.endswith("epoch_2.pt")
+    # Nothing left to train: no checkpoint in memory, the newest file is read back and logged.
+    again = run_job_in_process(spec, run_id, uri, "t-s0")
+    assert again.checkpoint_path == outcome.checkpoint_path and again.metrics == outcome.metrics
+    model = client(uri).download_artifacts(run_id, "checkpoint/model.pt", str(tmp_path))
+    assert torch.load(model, weights_only=True)["provenance"]["epoch"] == 2
 
 
 def test_a_failure_restarts_from_the_last_checkpoint_within_max_failures(
