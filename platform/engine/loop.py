@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -35,6 +35,7 @@ from sparse_rcnn.platform.engine.train_step import StepResult, train_step
 from sparse_rcnn.platform.errors import PlatformError
 from sparse_rcnn.platform.evaluation.detections import Detections
 from sparse_rcnn.platform.spec.job import JobSpec
+from sparse_rcnn.platform.tracking import names
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +132,25 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((py[0], tuple(state["python"]), py[2]))
 
 
+@dataclass
+class _Run:
+    """Everything one rank's run holds between its steps: built by :func:`_build`, moved on by
+    the epoch loop of :func:`run_training`."""
+
+    spec: JobSpec
+    dist: DistContext
+    logger: MetricsLogger
+    model: SparseRCNN
+    ddp: torch.nn.Module  # the model under DDP when distributed, else the model itself
+    criterion: SetCriterion
+    optimizer: torch.optim.Optimizer
+    loader: Any
+    val_ds: CocoDetection
+    iteration: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)  # the last evaluation's, AP points
+    last_step: StepResult | None = None  # read once per epoch, for the epoch line
+
+
 def run_training(
     spec: JobSpec,
     paths: DatasetPaths,
@@ -142,7 +162,33 @@ def run_training(
     only matters on rank 0). Resumes from ``reporter.latest_checkpoint()`` when there is one:
     model, optimizer, iteration, epoch and RNG state continue where they stopped."""
     dist = dist or DistContext.current()
-    logger = logger if (logger is not None and dist.is_main) else NullLogger()
+    run = _build(spec, paths, dist, logger if (logger is not None and dist.is_main) else None)
+    start_epoch, resumed_from = _resume(run, reporter.latest_checkpoint())
+    epochs = spec.schedule.epochs
+    for epoch in range(start_epoch, epochs):
+        _train_epoch(run, epoch)
+        last = epoch == epochs - 1
+        evaluated = bool(spec.eval_interval and (epoch + 1) % spec.eval_interval == 0) or last
+        report: dict[str, float] = {"epoch": epoch, "iteration": run.iteration}
+        if evaluated:
+            _evaluate(run, epoch, last)
+            report["eval_epoch"] = epoch + 1  # marks the reports that evaluated
+        report.update(run.metrics)
+        if dist.is_main:
+            loss = run.last_step.loss if run.last_step is not None else float("nan")
+            print(epoch_line(epoch + 1, epochs, run.iteration, loss,
+                             run.metrics if evaluated else None), flush=True)  # fmt: skip
+        checkpoint = None
+        if dist.is_main and ((epoch + 1) % spec.checkpoint_interval == 0 or last):
+            checkpoint = _checkpoint(run, epoch)
+        reporter.report(report, checkpoint)
+    return RunResult(epochs - start_epoch, run.iteration, run.metrics, resumed_from)
+
+
+def _build(
+    spec: JobSpec, paths: DatasetPaths, dist: DistContext, logger: MetricsLogger | None
+) -> _Run:
+    """Seeds, model, data, loss and optimizer of a fresh run on this rank."""
     seeds = spec.seeds.resolved()
     if spec.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -154,111 +200,118 @@ def run_training(
         world_size=dist.world_size, num_workers=spec.dataset.loader_workers,
         size_divisor=model.cfg.size_divisor, pin_memory=dist.device.type == "cuda",
     )  # fmt: skip
-    criterion = SetCriterion(model.cfg)
-    opt_spec = spec.optimizer
-    params = [p for p in model.parameters() if p.requires_grad]
+    opt = spec.optimizer
     optimizer = torch.optim.AdamW(
-        params, lr=opt_spec.lr, betas=opt_spec.betas, eps=opt_spec.eps,
-        weight_decay=opt_spec.weight_decay,
+        [p for p in model.parameters() if p.requires_grad], lr=opt.lr, betas=opt.betas,
+        eps=opt.eps, weight_decay=opt.weight_decay,
     )  # fmt: skip
+    return _Run(spec, dist, logger or NullLogger(), model, model, SetCriterion(model.cfg),
+                optimizer, loader, val_ds)  # fmt: skip
 
-    start_epoch, iteration, resumed_from = 0, 0, None
-    ckpt = reporter.latest_checkpoint()
+
+def _resume(run: _Run, ckpt: dict[str, Any] | None) -> tuple[int, int | None]:
+    """Load ``ckpt`` (model, optimizer, iteration, RNG, last metrics) when there is one, wrap
+    the model in DDP when distributed; ``(first epoch to train, epoch resumed after)``."""
+    start_epoch, resumed_from = 0, None
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        start_epoch, iteration = int(ckpt["epoch"]) + 1, int(ckpt["iteration"])
+        run.model.load_state_dict(ckpt["model"])
+        run.optimizer.load_state_dict(ckpt["optimizer"])
+        start_epoch, run.iteration = int(ckpt["epoch"]) + 1, int(ckpt["iteration"])
         _set_rng_state(ckpt["rng"])
         resumed_from = int(ckpt["epoch"])
-        log.info(
-            "rank %d resumed after epoch %d (iteration %d)", dist.rank, resumed_from, iteration
-        )
-    ddp = model
-    if dist.distributed:  # one device per process; on CUDA, DDP's buckets live on that device
-        ids = [dist.device.index] if dist.device.type == "cuda" else None
-        ddp = DistributedDataParallel(model, device_ids=ids)
-    ddp.train()
+        run.metrics = dict(ckpt.get("metrics", {}))
+        log.info("rank %d resumed after epoch %d (iteration %d)", run.dist.rank, resumed_from,
+                 run.iteration)  # fmt: skip
+    if run.dist.distributed:  # one device per process; on CUDA, DDP's buckets live on that device
+        ids = [run.dist.device.index] if run.dist.device.type == "cuda" else None
+        run.ddp = DistributedDataParallel(run.model, device_ids=ids)
+    run.ddp.train()
+    return start_epoch, resumed_from
 
-    sched = spec.schedule
-    metrics: dict[str, float] = dict(ckpt.get("metrics", {})) if ckpt else {}
-    last_step: StepResult | None = None  # read once per epoch, for the epoch line
-    for epoch in range(start_epoch, sched.epochs):
-        loader.batch_sampler.set_epoch(epoch)
-        window_start, window_images = time.perf_counter(), 0
-        for batch in loader:
-            faults.maybe_fail(epoch, iteration)
-            lr = opt_spec.lr * lr_factor(
-                iteration, epoch, sched.lr_steps, sched.gamma, sched.warmup_iters,
-                sched.warmup_ratio,
-            )  # fmt: skip
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            images, image_sizes, targets = batch_to_device(batch, dist.device)
-            last_step = train_step(
-                ddp, criterion, optimizer, images, image_sizes, targets, dist,
-                opt_spec.clip_grad_norm, spec.precision, iteration,
-            )  # fmt: skip
-            iteration += 1
-            window_images += len(batch.targets) * dist.world_size
-            if iteration % spec.mlflow.log_interval == 0:
-                # The logging step's values (not a mean over the interval), read in one
-                # transfer; the steps between stay free of host syncs except the finite check.
-                values = last_step.read()
-                elapsed = time.perf_counter() - window_start  # after the read: work finished
-                logger.log_metrics(
-                    {
-                        "train/loss": values.loss,
-                        **{f"train/{k}": v for k, v in values.terms.items()},
-                        "train/lr": lr,
-                        "train/grad_norm": values.grad_norm,
-                        "train/images_per_s": window_images / max(elapsed, 1e-9),
-                        "train/epoch": epoch,
-                        **_memory_metrics(dist.device),
-                    },
-                    step=iteration,
-                )
-                window_start, window_images = time.perf_counter(), 0
 
-        epoch_metrics: dict[str, float] = {"epoch": epoch, "iteration": iteration}
-        last = epoch == sched.epochs - 1
-        evaluated = bool(spec.eval_interval and (epoch + 1) % spec.eval_interval == 0) or last
-        if evaluated:
-            refused: str | None = None
-            try:  # rank 0 evaluates; the others only predict
-                out = evaluate_dataset(
-                    model, val_ds, dist, spec.precision, max_dets=spec.eval_max_dets
-                )
-            except PlatformError as e:  # input the user must fix; every rank learns of it below
-                out, refused = None, f"evaluation after epoch {epoch + 1}: {e}"
-            if out is not None:
-                result_eval, dets = out
-                metrics = result_eval.points()  # AP points, undefined metrics left out
-                logger.log_epoch(epoch + 1, metrics)
-                log_evaluation_pictures(logger, val_ds, result_eval, dets, epoch + 1, last)
-                if last:
-                    logger.log_detections(dets, epoch + 1)
-            refused, metrics = dist.broadcast((refused, metrics))
-            if refused is not None:
-                raise RunRefused(refused)
-            epoch_metrics["eval_epoch"] = epoch + 1  # marks the reports that evaluated
-        epoch_metrics.update(metrics)
-        if dist.is_main:
-            last_loss = last_step.loss if last_step is not None else float("nan")
-            print(epoch_line(epoch + 1, sched.epochs, iteration, last_loss,
-                             metrics if evaluated else None), flush=True)  # fmt: skip
-        checkpoint = None
-        if dist.is_main and ((epoch + 1) % spec.checkpoint_interval == 0 or last):
-            checkpoint = {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "epoch": epoch,
-                "iteration": iteration,
-                "rng": _rng_state(),
-                "metrics": metrics,
-                "model_config": model.cfg.to_dict(),
-            }
-        reporter.report(epoch_metrics, checkpoint)
-    return RunResult(sched.epochs - start_epoch, iteration, metrics, resumed_from)
+def _train_epoch(run: _Run, epoch: int) -> None:
+    """One pass over the loader: a training step per batch at the schedule's learning rate,
+    the train metrics logged every ``log_interval`` steps."""
+    spec, dist, sched, opt = run.spec, run.dist, run.spec.schedule, run.spec.optimizer
+    run.loader.batch_sampler.set_epoch(epoch)
+    window_start, window_images = time.perf_counter(), 0
+    for batch in run.loader:
+        faults.maybe_fail(epoch, run.iteration)
+        lr = opt.lr * lr_factor(
+            run.iteration, epoch, sched.lr_steps, sched.gamma, sched.warmup_iters,
+            sched.warmup_ratio,
+        )  # fmt: skip
+        for group in run.optimizer.param_groups:
+            group["lr"] = lr
+        images, image_sizes, targets = batch_to_device(batch, dist.device)
+        run.last_step = train_step(
+            run.ddp, run.criterion, run.optimizer, images, image_sizes, targets, dist,
+            opt.clip_grad_norm, spec.precision, run.iteration,
+        )  # fmt: skip
+        run.iteration += 1
+        window_images += len(batch.targets) * dist.world_size
+        if run.iteration % spec.mlflow.log_interval == 0:
+            # The logging step's values (not a mean over the interval), read in one transfer;
+            # the steps between stay free of host syncs except the finite check.
+            values = run.last_step.read()
+            elapsed = time.perf_counter() - window_start  # after the read: work finished
+            run.logger.log_metrics(
+                train_metrics(values, lr, window_images / max(elapsed, 1e-9), epoch, dist.device),
+                step=run.iteration,
+            )
+            window_start, window_images = time.perf_counter(), 0
+
+
+def train_metrics(values: Any, lr: float, images_per_s: float, epoch: int,
+                  device: torch.device) -> dict[str, float]:  # fmt: skip
+    """One logging step's train metrics, named as ``tracking.names`` says (``train/loss``,
+    ``train/<term>``, ``train/lr`` ...)."""
+    t = names.TRAIN_PREFIX
+    return {
+        names.TRAIN_LOSS: values.loss,
+        **{t + k: v for k, v in values.terms.items()},
+        names.TRAIN_LR: lr,
+        names.TRAIN_GRAD_NORM: values.grad_norm,
+        names.TRAIN_IMAGES_PER_S: images_per_s,
+        names.TRAIN_EPOCH: epoch,
+        **_memory_metrics(device),
+    }
+
+
+def _evaluate(run: _Run, epoch: int, last: bool) -> None:
+    """Rank 0 evaluates (the others only predict), logs the metrics and pictures (and the last
+    epoch's detections) and shares the metrics with every rank; input that makes evaluation
+    impossible raises :class:`RunRefused` on every rank."""
+    refused: str | None = None
+    try:
+        out = evaluate_dataset(run.model, run.val_ds, run.dist, run.spec.precision,
+                               max_dets=run.spec.eval_max_dets)  # fmt: skip
+    except PlatformError as e:  # input the user must fix; every rank learns of it below
+        out, refused = None, f"evaluation after epoch {epoch + 1}: {e}"
+    metrics = run.metrics
+    if out is not None:
+        result_eval, dets = out
+        metrics = result_eval.points()  # AP points, undefined metrics left out
+        run.logger.log_epoch(epoch + 1, metrics)
+        log_evaluation_pictures(run.logger, run.val_ds, result_eval, dets, epoch + 1, last)
+        if last:
+            run.logger.log_detections(dets, epoch + 1)
+    refused, run.metrics = run.dist.broadcast((refused, metrics))
+    if refused is not None:
+        raise RunRefused(refused)
+
+
+def _checkpoint(run: _Run, epoch: int) -> dict[str, Any]:
+    """What rank 0 saves after ``epoch``: enough to resume exactly (RNG included)."""
+    return {
+        "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "epoch": epoch,
+        "iteration": run.iteration,
+        "rng": _rng_state(),
+        "metrics": run.metrics,
+        "model_config": run.model.cfg.to_dict(),
+    }
 
 
 def batch_to_device(batch: Batch, device: torch.device) -> tuple[Tensor, Tensor, list[Target]]:
@@ -288,10 +341,10 @@ def epoch_line(
 
 def _memory_metrics(device: torch.device) -> dict[str, float]:
     if device.type == "cuda":
-        return {"train/memory_gb": torch.cuda.max_memory_allocated(device) / 2**30}
+        return {names.TRAIN_MEMORY_GB: torch.cuda.max_memory_allocated(device) / 2**30}
     try:
         import resource
 
-        return {"train/max_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+        return {names.TRAIN_MAX_RSS_GB: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
     except ImportError:  # not on POSIX
         return {}

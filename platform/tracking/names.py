@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-TRAIN_PREFIX = "train/"
+TRAIN_PREFIX = "train/"  # + loss term: train/loss_cls, train/stage0.loss_cls, ...
+TRAIN_LOSS = TRAIN_PREFIX + "loss"
+TRAIN_LR = TRAIN_PREFIX + "lr"
+TRAIN_GRAD_NORM = TRAIN_PREFIX + "grad_norm"
+TRAIN_IMAGES_PER_S = TRAIN_PREFIX + "images_per_s"
+TRAIN_EPOCH = TRAIN_PREFIX + "epoch"  # beside the train metrics: their step is the iteration
+TRAIN_MEMORY_GB = TRAIN_PREFIX + "memory_gb"  # CUDA peak allocated
+TRAIN_MAX_RSS_GB = TRAIN_PREFIX + "max_rss_gb"  # CPU: the process's peak resident memory
 EVAL_PREFIX = "val/"  # + COCO metric name: val/AP, val/AP50, ...
 AP = EVAL_PREFIX + "AP"
 AP50 = EVAL_PREFIX + "AP50"
