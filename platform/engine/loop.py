@@ -157,10 +157,12 @@ def run_training(
     reporter: Reporter,
     logger: MetricsLogger | None = None,
     dist: DistContext | None = None,
+    echo: bool = True,
 ) -> RunResult:
     """Train ``spec`` on this rank. Every rank calls this with the same arguments (the logger
     only matters on rank 0). Resumes from ``reporter.latest_checkpoint()`` when there is one:
-    model, optimizer, iteration, epoch and RNG state continue where they stopped."""
+    model, optimizer, iteration, epoch and RNG state continue where they stopped. ``echo``:
+    rank 0 prints the epoch line (a study's trials leave that to the study's progress line)."""
     dist = dist or DistContext.current()
     run = _build(spec, paths, dist, logger if (logger is not None and dist.is_main) else None)
     start_epoch, resumed_from = _resume(run, reporter.latest_checkpoint())
@@ -174,7 +176,7 @@ def run_training(
             _evaluate(run, epoch, last)
             report["eval_epoch"] = epoch + 1  # marks the reports that evaluated
         report.update(run.metrics)
-        if dist.is_main:
+        if dist.is_main and echo:
             loss = run.last_step.loss if run.last_step is not None else float("nan")
             print(epoch_line(epoch + 1, epochs, run.iteration, loss,
                              run.metrics if evaluated else None), flush=True)  # fmt: skip
