@@ -22,6 +22,7 @@ the server's message.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
@@ -43,7 +44,7 @@ from sparse_rcnn.platform.tracking.runs import RunLogger
 
 OUTAGE_ENV = "SPARSE_RCNN_TRACKING_OUTAGE_S"
 DEFAULT_OUTAGE_S = 1800.0
-JOURNAL, DELIVERED, FILES = "journal.jsonl", "delivered", "files"
+JOURNAL, DELIVERED, FILES, LOCK = "journal.jsonl", "delivered", "files", "sender.lock"
 _REFUSALS = 3  # failed deliveries of one write while the server answers: a refused write
 _RECENT_S = 2.0  # a server that answered this recently is written to without a probe
 
@@ -254,6 +255,14 @@ class OutboxLogger:
                 self._pending.append(entry)
 
     def _send_loop(self) -> None:
+        # One sender per outbox at a time, across processes too: a sender given up on (its
+        # logger closed while a request hung on a dead server) may still finish that request;
+        # the next one starts, and learns what the run holds, only after it has returned.
+        with open(self.folder / LOCK, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._send_all()
+
+    def _send_all(self) -> None:
         run = RunLogger(self.uri, self.run_id, write_once=True)
         refusals = 0
         while True:
@@ -270,6 +279,8 @@ class OutboxLogger:
             try:
                 self._deliver(run, entry)
             except Exception as e:  # the server went away, or refuses this write
+                if self._abandoned:
+                    return
                 run.forget_logged()  # it may have stored the write before the answer was lost
                 if not server_answers(self.uri):
                     refusals = 0
@@ -282,6 +293,8 @@ class OutboxLogger:
                     return
                 time.sleep(self.probe_s)
                 continue
+            if self._abandoned:  # the next sender delivers the entry again (write-once)
+                return
             refusals = 0
             with self._cond:
                 self._pending.popleft()
