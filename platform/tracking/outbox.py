@@ -327,11 +327,15 @@ class OutboxLogger:
             if image is None:
                 image = np.load(self._file(entry, "image.npy"), allow_pickle=False)
             run.log_image(image, entry["key"], entry["step"])
+        elif op == "artifact" and entry.get("_data") is not None:
+            import tempfile
+
+            with tempfile.TemporaryDirectory() as tmp:  # the journal's disk is full
+                path = Path(tmp) / entry["name"]
+                path.write_bytes(entry["_data"])
+                run.log_artifact(path, entry["artifact_path"])
         elif op == "artifact":
-            path = self._file(entry, entry["name"])
-            if entry.get("_data") is not None and not path.exists():
-                path.write_bytes(entry["_data"])  # kept in memory: the journal's disk is full
-            run.log_artifact(path, entry["artifact_path"])
+            run.log_artifact(self._file(entry, entry["name"]), entry["artifact_path"])
         elif op == "note":
             run.set_note(entry["markdown"])
         else:
