@@ -4,41 +4,21 @@ checkpoint file that Ray Train's reporter shares."""
 
 from __future__ import annotations
 
-import errno
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from sparse_rcnn.platform.checkpoints.native import torch_save
 from sparse_rcnn.platform.errors import PlatformError
-
-# OS errors that mean "no room": the disk or a quota is full, or the file size limit is hit.
-_NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+from sparse_rcnn.platform.output_files import NO_SPACE
 
 
 class CheckpointWriteError(PlatformError, OSError):
     """A checkpoint could not be written (a full disk above all). Nothing half-written is
     left, the previous checkpoint is untouched, and the run is not restarted: the epoch would
     be trained again only to fail the same way until the user makes room."""
-
-
-class _ErrorKeepingFile:
-    """A binary file for ``torch.save`` that keeps the OS error of a failed write: torch
-    reports it as ``RuntimeError("... unexpected pos ...")`` and loses the errno."""
-
-    def __init__(self, f: Any):
-        self.f, self.error = f, None
-
-    def write(self, data: bytes) -> int:
-        try:
-            return self.f.write(data)
-        except OSError as e:
-            self.error = e
-            raise
-
-    def flush(self) -> None:
-        self.f.flush()
 
 
 def write_checkpoint(state: dict[str, Any], path: Path, previous: Path | None) -> None:
@@ -48,20 +28,15 @@ def write_checkpoint(state: dict[str, Any], path: Path, previous: Path | None) -
     line what happened, which file, and that ``previous`` (the checkpoint a restart resumes
     from, or None) is intact."""
     tmp = path.with_name(f".{path.name}.tmp")
-    keeper = None
     try:
         with open(tmp, "wb") as f:
-            keeper = _ErrorKeepingFile(f)
-            torch.save(state, keeper)
+            torch_save(state, f)
             f.flush()
             os.fsync(f.fileno())
         tmp.replace(path)
-    except (OSError, RuntimeError) as e:
+    except OSError as e:
         tmp.unlink(missing_ok=True)
-        cause = keeper.error if keeper is not None and keeper.error is not None else e
-        if not isinstance(cause, OSError):
-            raise  # torch's own error, not the file system's
-        what = "disk full" if cause.errno in _NO_SPACE else f"{cause.strerror or cause}"
+        what = "disk full" if e.errno in NO_SPACE else f"{e.strerror or e}"
         kept = "no earlier checkpoint exists"
         if previous is not None:
             kept = f"the previous checkpoint {previous} is intact"

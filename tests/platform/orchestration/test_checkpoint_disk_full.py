@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from sparse_rcnn.platform.engine import local_reporter
+from sparse_rcnn.platform.checkpoints import native
 from sparse_rcnn.platform.engine.local_reporter import LocalReporter
 from sparse_rcnn.platform.orchestration.in_process import checkpoint_folder, run_job_in_process
 from sparse_rcnn.platform.orchestration.train import JobFailed, create_job_run
@@ -48,7 +48,7 @@ class Disk:
                 os.posix_fallocate(f.fileno(), 0, max(1, room - one_checkpoint // 2))
             return
         # No tmpfs here: the write fails as on a full disk, after some bytes went through.
-        write = local_reporter._ErrorKeepingFile.write
+        write = native._ErrorKeepingFile.write
 
         def write_until_full(keeper, data):
             if self.full and keeper.f.tell() + len(data) > one_checkpoint // 2:
@@ -56,7 +56,7 @@ class Disk:
                 raise keeper.error
             return write(keeper, data)
 
-        self.monkeypatch.setattr(local_reporter._ErrorKeepingFile, "write", write_until_full)
+        self.monkeypatch.setattr(native._ErrorKeepingFile, "write", write_until_full)
 
     def make_room(self) -> None:
         self.full = False
