@@ -33,6 +33,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import gc
+import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -44,6 +45,7 @@ from sparse_rcnn.platform.engine.distributed import DistContext
 from sparse_rcnn.platform.engine.local_reporter import CheckpointWriteError, LocalReporter
 from sparse_rcnn.platform.engine.loop import RunRefused, run_training
 from sparse_rcnn.platform.engine.train_step import NonFiniteLossError
+from sparse_rcnn.platform.errors import InputError
 from sparse_rcnn.platform.orchestration.tracking_guard import StopWhenTrackingLost
 from sparse_rcnn.platform.orchestration.train import (
     JobFailed,
@@ -137,7 +139,11 @@ def run_job_in_process(
     paths = dataset_paths(spec)
     folder = checkpoint_folder(spec, name)
     reporter = _ForwardingReporter(folder, on_report)
-    logger = OutboxLogger(uri, run_id, outbox_folder(folder, run_id))
+    try:
+        logger = OutboxLogger(uri, run_id, outbox_folder(folder, run_id))
+    except InputError as e:  # SPARSE_RCNN_TRACKING_OUTAGE_S
+        finish_run(uri, run_id, "FAILED", str(e))
+        raise JobFailed(f"training run {run_id} stopped: {e}") from None
     # Ray hands a GPU trial actor its device as CUDA_VISIBLE_DEVICES: cuda is that GPU.
     device = torch.device("cuda" if spec.scaling.use_gpu and torch.cuda.is_available() else "cpu")
     dist = DistContext(0, 1, device)
@@ -168,7 +174,9 @@ def run_job_in_process(
                 print(f"training run {run_id}: {type(e).__name__}: {e}; restarting from the "
                       f"last checkpoint (restart {failures})", flush=True)  # fmt: skip
     except (KeyboardInterrupt, SystemExit):
-        _close(logger, uri, run_id, "KILLED", "interrupted", wait_s=INTERRUPT_WAIT_S)
+        unmarked = _close(logger, uri, run_id, "KILLED", "interrupted", wait_s=INTERRUPT_WAIT_S)
+        if unmarked is not None:
+            print(f"warning: run {run_id} not marked KILLED: {unmarked}", file=sys.stderr)
         latest = reporter.latest_path()
         raise JobInterrupted(run_id, str(latest) if latest else None) from None
     finally:
