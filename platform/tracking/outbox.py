@@ -85,6 +85,17 @@ def outbox_folder(base: str | Path, run_id: str) -> Path:
     return Path(base) / "tracking-outbox" / run_id
 
 
+def kept_outboxes(folder: str | Path) -> list[Path]:
+    """The run outboxes holding a journal at ``folder``: the folder itself, its children (a
+    ``tracking-outbox`` folder), or ``folder/tracking-outbox/*`` (a checkpoint folder)."""
+    folder = Path(folder)
+    for pattern in (JOURNAL, f"*/{JOURNAL}", f"tracking-outbox/*/{JOURNAL}"):
+        found = sorted(p.parent for p in folder.glob(pattern))
+        if found:
+            return found
+    return []
+
+
 class OutboxLogger:
     """Rank 0's tracking during training (see the module doc). Implements the engine's
     ``MetricsLogger`` and ``PictureLogger``. Call :meth:`close` when training ends."""
@@ -202,8 +213,8 @@ class OutboxLogger:
         if self._pending and stalled > self.outage_s:
             return (f"tracking server {redact(self.uri)} unreachable for {stalled:.0f} s "
                     f"(limit {OUTAGE_ENV}={self.outage_s:g}); {len(self._pending)} tracking "
-                    f"writes not delivered are kept in {self.folder} and are delivered when "
-                    "the job is resumed")  # fmt: skip
+                    f"writes not delivered are kept in {self.folder}; resuming the job, or "
+                    "`sparse-rcnn deliver-tracking` on that folder, delivers them")  # fmt: skip
         return None
 
     def close(self, wait_s: float | None = None) -> None:
@@ -219,8 +230,9 @@ class OutboxLogger:
                 error = self._error_locked()
                 if error is None and deadline is not None and time.monotonic() >= deadline:
                     error = (f"{len(self._pending)} tracking writes not delivered to "
-                             f"{redact(self.uri)} are kept in {self.folder} and are delivered "
-                             "when the job is resumed")  # fmt: skip
+                             f"{redact(self.uri)} are kept in {self.folder}; resuming the job, "
+                             "or `sparse-rcnn deliver-tracking` on that folder, delivers "
+                             "them")  # fmt: skip
                 if error is not None:
                     self._abandoned = True
                     self._journal.close()

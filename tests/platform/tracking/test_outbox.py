@@ -18,6 +18,7 @@ from sparse_rcnn.platform.tracking.outbox import (
     OutboxLogger,
     TrackingUnavailable,
     outage_limit,
+    outbox_folder,
 )
 from sparse_rcnn.platform.tracking.runs import RunLogger, create_run
 from tests.conftest import free_port
@@ -75,9 +76,11 @@ def test_past_the_bound_the_error_names_the_server_and_what_is_kept(store, tmp_p
     error = logger.outage_error()
     assert error is not None and "\n" not in error
     assert error.startswith(f"tracking server {nobody} unreachable for ")
-    assert error.endswith(f" s (limit SPARSE_RCNN_TRACKING_OUTAGE_S=0.3); 1 tracking writes not "
-                          f"delivered are kept in {tmp_path / 'outbox'} and are delivered when "
-                          "the job is resumed")  # fmt: skip
+    assert error.endswith(
+        f" s (limit SPARSE_RCNN_TRACKING_OUTAGE_S=0.3); 1 tracking writes not delivered are "
+        f"kept in {tmp_path / 'outbox'}; resuming the job, or `sparse-rcnn deliver-tracking` on "
+        "that folder, delivers them"
+    )
     started = time.perf_counter()
     with pytest.raises(TrackingUnavailable, match="unreachable"):
         logger.close()
@@ -90,6 +93,29 @@ def test_a_write_the_store_refuses_stops_with_its_message(store, tmp_path):
     logger.log_metrics({"bad*name": 1.0}, 1)
     with pytest.raises(TrackingUnavailable, match=r"refuses a write: .*bad\*name"):
         logger.close()
+
+
+def test_deliver_tracking_delivers_what_a_stopped_run_kept(store, tmp_path, capsys):
+    from sparse_rcnn.platform.cli.main import main
+
+    uri, run_id = store
+    checkpoints = tmp_path / "checkpoints"
+    away = OutboxLogger(f"http://127.0.0.1:{free_port()}", run_id,
+                        outbox_folder(checkpoints, run_id), probe_s=0.05)  # fmt: skip
+    for step in (1, 2, 3):
+        away.log_metrics({"train/loss": 10.0 * step}, step)
+    with pytest.raises(TrackingUnavailable):
+        away.close(wait_s=0.1)
+    assert main(["deliver-tracking", str(tmp_path / "nothing-here"), "--tracking-uri", uri]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"sparse-rcnn deliver-tracking: error: {tmp_path / 'nothing-here'}: no kept tracking "
+        "writes (no tracking-outbox journal)"
+    )
+    assert main(["deliver-tracking", str(checkpoints), "--tracking-uri", uri]) == 0
+    assert capsys.readouterr().out == f"delivered 3 tracking writes to run {run_id} ({uri})\n"
+    loss = MlflowClient(uri).get_metric_history(run_id, "train/loss")
+    assert {m.step: m.value for m in loss} == {1: 10.0, 2: 20.0, 3: 30.0}
+    assert not (checkpoints / "tracking-outbox").exists()
 
 
 @pytest.mark.parametrize("value", ["soon", "0", "-5", "nan", "inf"])
