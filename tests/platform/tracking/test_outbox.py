@@ -106,6 +106,7 @@ def test_deliver_tracking_delivers_what_a_stopped_run_kept(store, tmp_path, caps
         away.log_metrics({"train/loss": 10.0 * step}, step)
     with pytest.raises(TrackingUnavailable):
         away.close(wait_s=0.1)
+    capsys.readouterr()  # the logger's "unreachable" warning
     assert main(["deliver-tracking", str(tmp_path / "nothing-here"), "--tracking-uri", uri]) == 2
     assert capsys.readouterr().err.strip() == (
         f"sparse-rcnn deliver-tracking: error: {tmp_path / 'nothing-here'}: no kept tracking "
