@@ -9,12 +9,16 @@ a full disk, Ctrl-C), so a failed write leaves neither a partial target nor a ``
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
 from sparse_rcnn.platform.errors import OutputPathError
+
+# OS errors that mean "no room": the disk or a quota is full, or the file size limit is hit.
+NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 def check_output_file(path: str | Path, option: str = "", *, create_parent: bool = False) -> Path:
@@ -69,11 +73,13 @@ def atomic_write(
     """Call ``write`` on a temporary binary file beside ``path``, then move it onto ``path``.
 
     The location is checked as in :func:`check_output_file`; OS errors while writing become
-    :class:`OutputPathError` naming the file. The temporary file never outlives this call.
+    :class:`OutputPathError` naming the file (a full disk: ``disk full while writing PATH;
+    ...``). The temporary file never outlives this call.
     """
     path = check_output_file(path, option, create_parent=create_parent)
     label = f"{option} {path}" if option else str(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    existed = path.exists()
     try:
         if create_parent:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -81,6 +87,9 @@ def atomic_write(
             write(f)
         tmp.replace(path)
     except OSError as e:
+        if e.errno in NO_SPACE:
+            kept = "the existing file is unchanged" if existed else "nothing was written"
+            raise OutputPathError(f"disk full while writing {label}; {kept}") from e
         raise OutputPathError(f"cannot write {label}: {e.strerror or e}") from e
     finally:
         tmp.unlink(missing_ok=True)

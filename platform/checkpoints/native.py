@@ -8,7 +8,7 @@ sha256, what produced it). Plain containers only, so ``weights_only=True`` reads
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 from torch import Tensor, nn
@@ -28,6 +28,36 @@ from sparse_rcnn.platform.output_files import atomic_write
 FORMAT = "sparse_rcnn_platform/1"
 
 
+class _ErrorKeepingFile:
+    """A binary file for ``torch.save`` that keeps the OS error of a failed write."""
+
+    def __init__(self, f: BinaryIO):
+        self.f, self.error = f, None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
+def torch_save(obj: Any, f: BinaryIO) -> None:
+    """``torch.save(obj, f)`` into an open binary file, except that a failed write raises its
+    ``OSError`` (a full disk: ``ENOSPC``): torch reports it as ``RuntimeError("... unexpected
+    pos ...")`` and the errno is lost."""
+    keeper = _ErrorKeepingFile(f)
+    try:
+        torch.save(obj, keeper)
+    except RuntimeError:
+        if keeper.error is not None:
+            raise keeper.error from None
+        raise
+
+
 def save_checkpoint(
     path: str | Path,
     state_dict: dict[str, Tensor],
@@ -35,15 +65,15 @@ def save_checkpoint(
     provenance: dict[str, Any],
 ) -> None:
     """Write our format atomically (a partial file never replaces a good one, and no temporary
-    file is left behind on failure); the parent folder is created. A directory at ``path``
-    raises :class:`~sparse_rcnn.platform.errors.OutputPathError`."""
+    file is left behind on failure); the parent folder is created. A directory at ``path``, or
+    a full disk, raises :class:`~sparse_rcnn.platform.errors.OutputPathError`."""
     obj = {
         "format": FORMAT,
         "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()},
         "model_config": cfg.to_dict(),
         "provenance": provenance,
     }
-    atomic_write(path, lambda f: torch.save(obj, f), create_parent=True)
+    atomic_write(path, lambda f: torch_save(obj, f), create_parent=True)
 
 
 def convert_mmdet_checkpoint(src: str | Path, dst: str | Path, expect: ModelConfig | None = None):

@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "submit": ("submit", "submit a job spec to a Ray cluster (Ray Jobs API)"),
     "jobs": ("jobs", "list, follow or stop jobs submitted to a Ray cluster"),
     "ui": ("ui", "start the MLflow UI on the embedded store"),
+    "deliver-tracking": ("deliver_tracking", "deliver tracking writes kept while MLflow was away"),
 }
 
 

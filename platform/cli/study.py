@@ -35,6 +35,9 @@ def run(args: argparse.Namespace) -> int:
 
     if bool(args.spec) == bool(args.resume):
         raise UserError("give either a study spec file or --resume STUDY_ID")
+    from sparse_rcnn.platform.tracking.outbox import outage_limit
+
+    outage_limit()  # a bad SPARSE_RCNN_TRACKING_OUTAGE_S is one line now, not in every trial
     if args.spec:
         from sparse_rcnn.platform.orchestration.preflight import check_job_files
         from sparse_rcnn.platform.spec.study import load_study

@@ -11,8 +11,15 @@ same MLflow run logic as :func:`~sparse_rcnn.platform.orchestration.train.run_jo
   newest kept; the same name resumes from the newest, so a trial interrupted with its driver
   continues from its last checkpoint;
 - failures: ``max_failures`` restarts from the last checkpoint, as Ray Train's failure policy;
-  a diverged or refused run is not restarted; the run is closed FINISHED, FAILED (with the
-  error, then :class:`~sparse_rcnn.platform.orchestration.train.JobFailed`) or KILLED;
+  a diverged or refused run, and a checkpoint that cannot be written (a full disk), are not
+  restarted; the run is closed FINISHED, FAILED (with the error, then
+  :class:`~sparse_rcnn.platform.orchestration.train.JobFailed`) or KILLED;
+- tracking: through an :class:`~sparse_rcnn.platform.tracking.outbox.OutboxLogger` journalled
+  in ``<storage_path>/<name>/tracking-outbox/<run id>``, so an unreachable tracking server
+  never holds training up; the run is closed only once every write is delivered. A server
+  away past ``SPARSE_RCNN_TRACKING_OUTAGE_S`` stops the run at its next checkpoint
+  (:mod:`~sparse_rcnn.platform.orchestration.tracking_guard`) with one line naming the server,
+  the kept writes and the checkpoints; the same name resumes, delivers them and closes the run;
 - the final checkpoint is logged as ``checkpoint/model.pt``; every epoch's metrics also go to
   ``on_report`` (``ray.tune.report`` in a trial).
 
@@ -22,21 +29,25 @@ on Ray Train (:func:`runs_in_process`).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import gc
+import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import ray
 import torch
 
 from sparse_rcnn.platform.engine.distributed import DistContext
-from sparse_rcnn.platform.engine.local_reporter import LocalReporter
+from sparse_rcnn.platform.engine.local_reporter import CheckpointWriteError, LocalReporter
 from sparse_rcnn.platform.engine.loop import RunRefused, run_training
 from sparse_rcnn.platform.engine.train_step import NonFiniteLossError
+from sparse_rcnn.platform.errors import InputError
+from sparse_rcnn.platform.orchestration.tracking_guard import StopWhenTrackingLost
 from sparse_rcnn.platform.orchestration.train import (
     JobFailed,
     JobInterrupted,
@@ -50,9 +61,11 @@ from sparse_rcnn.platform.orchestration.train import (
 from sparse_rcnn.platform.redact import redact
 from sparse_rcnn.platform.spec.job import JobSpec
 from sparse_rcnn.platform.state_dir import state_dir
+from sparse_rcnn.platform.tracking.outbox import OutboxLogger, TrackingUnavailable, outbox_folder
 from sparse_rcnn.platform.tracking.runs import RunLogger, finish_run
 
 KEEP_CHECKPOINTS = 2  # as Ray Train's CheckpointConfig(num_to_keep=2) in run_job
+INTERRUPT_WAIT_S = 10.0  # Ctrl-C: how long pending tracking writes may still take
 
 
 def runs_in_process(spec: JobSpec) -> bool:
@@ -96,6 +109,28 @@ class _ForwardingReporter(LocalReporter):
             self.on_report(dict(metrics))
 
 
+def _close(logger: OutboxLogger, uri: str, run_id: str, status: str, error: str | None,
+           wait_s: float | None = None) -> str | None:  # fmt: skip
+    """Deliver the pending tracking writes, then mark the run ``status``. Returns None, or the
+    reason the run could not be marked: its tracking server stays away (the writes are kept in
+    the outbox; the run stays RUNNING until a resumed job delivers them and closes it)."""
+    try:
+        logger.close(wait_s)
+    except TrackingUnavailable as e:
+        return str(e)
+    finish_run(uri, run_id, status, error)
+    return None
+
+
+def _fail(logger: OutboxLogger, uri: str, run_id: str, message: str, error: str,
+          cause: BaseException | None = None) -> NoReturn:  # fmt: skip
+    """Mark the run FAILED with ``error`` and raise :class:`JobFailed` with ``message``."""
+    unmarked = _close(logger, uri, run_id, "FAILED", error)
+    if unmarked is not None:
+        message += f"; the run could not be marked FAILED: {unmarked}"
+    raise JobFailed(message) from cause
+
+
 def run_job_in_process(
     spec: JobSpec,
     run_id: str,
@@ -111,13 +146,22 @@ def run_job_in_process(
     paths = dataset_paths(spec)
     folder = checkpoint_folder(spec, name)
     reporter = _ForwardingReporter(folder, on_report)
-    # A restart (here, or a study resumed after its driver died) replays from the last
-    # checkpoint, possibly past an evaluation the run holds already: each step written once.
-    logger = RunLogger(uri, run_id, write_once=True)
     if ray.is_initialized():  # in a Tune trial's actor: its node is the one worker's
-        logger.set_tags(worker_node_tags([this_node()]))
+        # Set before the outbox takes the run's writes; informational, so a server that does
+        # not answer right now costs the tag, not the trial.
+        with contextlib.suppress(Exception):
+            RunLogger(uri, run_id).set_tags(worker_node_tags([this_node()]))
+    try:
+        # A restart (here, or a study resumed after its driver died) replays from the last
+        # checkpoint, possibly past an evaluation the run holds already: the outbox writes
+        # each step once.
+        logger = OutboxLogger(uri, run_id, outbox_folder(folder, run_id))
+    except InputError as e:  # SPARSE_RCNN_TRACKING_OUTAGE_S
+        finish_run(uri, run_id, "FAILED", str(e))
+        raise JobFailed(f"training run {run_id} stopped: {e}") from None
     # Ray hands a GPU trial actor its device as CUDA_VISIBLE_DEVICES: cuda is that GPU.
     device = torch.device("cuda" if spec.scaling.use_gpu and torch.cuda.is_available() else "cpu")
+    dist = DistContext(0, 1, device)
     failures = 0
     try:
         while True:
@@ -126,19 +170,29 @@ def run_job_in_process(
             # sets it again when this spec asks for it.
             torch.use_deterministic_algorithms(False)
             try:
-                result = run_training(spec, paths, reporter, logger, DistContext(0, 1, device))
+                guarded = StopWhenTrackingLost(reporter, logger, dist)
+                result = run_training(spec, paths, guarded, logger, dist, echo=on_report is None)
                 break
-            except (NonFiniteLossError, RunRefused) as e:  # would fail the same way again
-                finish_run(uri, run_id, "FAILED", str(e))
-                raise JobFailed(f"training run {run_id} stopped: {e}") from None
+            except TrackingUnavailable as e:  # the run cannot be closed without its server
+                with contextlib.suppress(TrackingUnavailable):
+                    logger.close(wait_s=0)  # stops the sender; the journal stays
+                raise JobFailed(f"training run {run_id}: {e}; checkpoints in {folder}") from None
+            # would fail the same way again
+            except (NonFiniteLossError, RunRefused, CheckpointWriteError) as e:
+                _fail(logger, uri, run_id, f"training run {run_id} stopped: {e}", str(e))
             except Exception as e:
                 if spec.max_failures != -1 and failures >= spec.max_failures:
-                    finish_run(uri, run_id, "FAILED", f"{type(e).__name__}: {e}\n"
-                               f"{traceback.format_exc()}")  # fmt: skip
-                    raise JobFailed(redact(f"training run {run_id} failed: {e}")) from e
+                    error = f"{type(e).__name__}: {e}\n{traceback.format_exc()}"
+                    _fail(logger, uri, run_id, redact(f"training run {run_id} failed: {e}"),
+                          error, cause=e)  # fmt: skip
                 failures += 1
                 print(f"training run {run_id}: {type(e).__name__}: {e}; restarting from the "
                       f"last checkpoint (restart {failures})", flush=True)  # fmt: skip
+        try:
+            logger.close()  # every kept write delivered before the run is closed
+        except TrackingUnavailable as e:
+            raise JobFailed(f"training run {run_id} trained to the end, but {e}; checkpoints "
+                            f"in {folder}") from None  # fmt: skip
         latest = reporter.latest_path()
         if latest is not None:
             # The newest file is the one this attempt wrote last, still in memory (0.15 s not
@@ -149,7 +203,9 @@ def run_job_in_process(
             log_final_checkpoint(uri, run_id, state, spec)
             del state
     except (KeyboardInterrupt, SystemExit):
-        finish_run(uri, run_id, "KILLED", "interrupted")
+        unmarked = _close(logger, uri, run_id, "KILLED", "interrupted", wait_s=INTERRUPT_WAIT_S)
+        if unmarked is not None:
+            print(f"warning: run {run_id} not marked KILLED: {unmarked}", file=sys.stderr)
         latest = reporter.latest_path()
         raise JobInterrupted(run_id, str(latest) if latest else None) from None
     finally:

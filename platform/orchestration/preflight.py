@@ -100,8 +100,12 @@ def check_local_resources(scalings: Iterable[ScalingSpec], address: str | None =
 def preflight(
     specs: Iterable[JobSpec], address: str | None = None, source: str = "job spec"
 ) -> None:
-    """Files, then local resources, of every job in ``specs``; distinct scalings once. (A dry run
-    checks files only: it may prepare a spec for another machine.)"""
+    """``SPARSE_RCNN_TRACKING_OUTAGE_S``, files, then local resources, of every job in
+    ``specs``; distinct scalings once. (A dry run checks files only: it may prepare a spec for
+    another machine.)"""
+    from sparse_rcnn.platform.tracking.outbox import outage_limit
+
+    outage_limit()  # the setting the training workers read
     specs = list(specs)
     for spec in specs:
         check_job_files(spec, source)

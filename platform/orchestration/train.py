@@ -8,6 +8,7 @@ wrap Ray's checkpoint API in a :class:`Reporter`, call the plain engine.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -37,11 +38,18 @@ from sparse_rcnn.platform.orchestration.cluster import (
     forwarded_env,
 )
 from sparse_rcnn.platform.orchestration.preflight import preflight
+from sparse_rcnn.platform.orchestration.tracking_guard import StopWhenTrackingLost
 from sparse_rcnn.platform.redact import redact
 from sparse_rcnn.platform.spec.job import JobSpec
 from sparse_rcnn.platform.spec.load import dump_spec, flatten, format_validation_error
 from sparse_rcnn.platform.state_dir import state_dir
 from sparse_rcnn.platform.tracking import names
+from sparse_rcnn.platform.tracking.outbox import (
+    OutboxLogger,
+    TrackingUnavailable,
+    outbox_folder,
+    server_answers,
+)
 from sparse_rcnn.platform.tracking.runs import RunLogger, create_run, finish_run, submission_id
 from sparse_rcnn.platform.tracking.store import (
     credential_env,
@@ -143,18 +151,48 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any]:
     dist = DistContext.current(device)
     placement = dist.gather(this_node())  # rank 0: every rank's node, in rank order
     logger = None
-    if dist.is_main:  # a restart replays steps the run may hold already: each written once
-        logger = RunLogger(config["tracking_uri"], config["run_id"], write_once=True)
-        logger.set_tags(worker_node_tags(placement or []))
+    if dist.is_main:  # an outbox: an unreachable server never holds training up
+        uri, run_id = config["tracking_uri"], config["run_id"]
+        _tag(uri, run_id, worker_node_tags(placement or []))
+        logger = OutboxLogger(uri, run_id, outbox_folder(config.get("outbox") or state_dir(),
+                                                         run_id))  # fmt: skip
     try:
-        result = run_training(spec, paths, RayReporter(), logger, dist)
+        result = run_training(spec, paths, StopWhenTrackingLost(RayReporter(), logger, dist),
+                              logger, dist)  # fmt: skip
     except NonFiniteLossError as e:
-        return {"status": "diverged", "error": str(e)}
+        return _closed(logger, {"status": "diverged", "error": str(e)})
     except RunRefused as e:
-        return {"status": "refused", "error": str(e)}
+        return _closed(logger, {"status": "refused", "error": str(e)})
+    except TrackingUnavailable as e:  # on every rank: the run stops at a checkpoint
+        if logger is not None:
+            with contextlib.suppress(TrackingUnavailable):
+                logger.close(wait_s=0)  # stops the sender; the journal stays
+        return {"status": "tracking_lost", "error": str(e)}
     if logger is not None and result.resumed_from_epoch is not None:
-        logger.set_tags({names.TAG_RESUMED_AFTER_EPOCH: str(result.resumed_from_epoch + 1)})
-    return {"status": "ok", "metrics": result.metrics, "resumed_from": result.resumed_from_epoch}
+        _tag(config["tracking_uri"], config["run_id"],
+             {names.TAG_RESUMED_AFTER_EPOCH: str(result.resumed_from_epoch + 1)})  # fmt: skip
+    outcome = {"status": "ok", "metrics": result.metrics, "resumed_from": result.resumed_from_epoch}
+    return _closed(logger, outcome)
+
+
+def _tag(uri: str, run_id: str, tags: dict[str, str]) -> None:
+    """Informational run tags (where the workers ran), set directly: a server that does not
+    answer right now costs the tags, never the run (the metrics go through the outbox)."""
+    with contextlib.suppress(Exception):
+        RunLogger(uri, run_id).set_tags(tags)
+
+
+def _closed(logger: OutboxLogger | None, outcome: dict[str, Any]) -> dict[str, Any]:
+    """``outcome`` once rank 0's pending tracking writes are delivered; a ``tracking_lost``
+    outcome when they cannot be (the server stays away past the bound)."""
+    if logger is None:
+        return outcome
+    try:
+        logger.close()
+    except TrackingUnavailable as e:
+        error = f"training ended ({outcome['status']}), but {e}"
+        return {"status": "tracking_lost", "error": error}
+    return outcome
 
 
 def this_node() -> tuple[str, str]:
@@ -208,6 +246,8 @@ def run_job(
             "run_id": run_id,
             "tracking_uri": uri,
             "paths": dataclasses.asdict(paths),
+            # rank 0's undelivered tracking writes: beside the checkpoints when local
+            "outbox": None if "://" in storage else str(Path(storage) / name),
         },  # fmt: skip
         scaling_config=ray.train.ScalingConfig(
             num_workers=spec.scaling.num_workers,
@@ -237,6 +277,11 @@ def run_job(
         finish_run(uri, run_id, "FAILED", message)
         raise JobFailed(redact(f"training run {run_id} failed: {e}")) from e
     outcome = result.return_value or {}
+    if outcome.get("status") == "tracking_lost":  # the run is closed only if its server answers
+        if server_answers(uri):
+            finish_run(uri, run_id, "FAILED", outcome["error"])
+        raise JobFailed(f"training run {run_id}: {outcome['error']}; checkpoints in "
+                        f"{Path(storage) / name}")  # fmt: skip
     if outcome.get("status") in ("diverged", "refused"):
         finish_run(uri, run_id, "FAILED", outcome["error"])
         raise JobFailed(f"training run {run_id} stopped: {outcome['error']}")

@@ -173,12 +173,21 @@ class RunLogger:
             self._last_step[key] = max((m.step for m in history), default=-1)
         return self._last_step[key]
 
-    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        """``metrics`` at ``step``; with ``write_once``, a key the run already holds at this or
-        a later step is skipped (see the class doc)."""
+    def forget_logged(self) -> None:
+        """Forget what the run was learnt to hold: the next write asks the server again. After
+        a request that failed, the server may or may not have stored it."""
+        self._existing, self._image_steps = None, None
+        self._last_step.clear()
+
+    def log_metrics(
+        self, metrics: dict[str, float], step: int, timestamp_ms: int | None = None
+    ) -> None:
+        """``metrics`` at ``step``, stamped ``timestamp_ms`` (default: now); with
+        ``write_once``, a key the run already holds at this or a later step is skipped (see
+        the class doc)."""
         import time
 
-        ts = int(time.time() * 1000)
+        ts = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
         new = [Metric(k, float(v), ts, step) for k, v in metrics.items()
                if step > self._last_logged(k)]  # fmt: skip
         if not new:
@@ -187,14 +196,16 @@ class RunLogger:
         for m in new:
             self._last_step[m.key] = step
 
-    def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+    def log_epoch(
+        self, epoch: int, metrics: dict[str, float], timestamp_ms: int | None = None
+    ) -> None:
         """Evaluation metrics at step ``epoch``. A metric that does not exist for this run is
         not logged: COCO's -1 ("no object of this size", e.g. APl on small-object data) and NaN
         would otherwise plot as real values. With ``write_once``, an epoch already logged
         (before a restart) is not logged again."""
         kept = {names.EVAL_PREFIX + k: v for k, v in metrics.items() if math.isfinite(v) and v >= 0}
         if kept:
-            self.log_metrics(kept, step=epoch)
+            self.log_metrics(kept, step=epoch, timestamp_ms=timestamp_ms)
 
     def log_detections(self, dets: Any, epoch: int) -> None:
         from sparse_rcnn.platform.evaluation.detections import save_detections
