@@ -136,7 +136,8 @@ def decide_wave(
         "seeds_per_setting": wave_sizes(spec)[wave - 1],
         "settings": ran,
         "comparisons": comparisons,
-        "decided": [c["a"] for c in comparisons if c["verdict"] != "open"],
+        # Answered: different or equivalent (undecided at the last look is closed, not answered).
+        "decided": [c["a"] for c in comparisons if c["verdict"] in ("different", "equivalent")],
         "open": [a for a in open_before if a in still],
         "ended": time.time(),
     }
@@ -153,13 +154,13 @@ def _wave_line(study_id: str, entry: dict[str, Any], waves: int, short: dict[str
         ci = f", repeated CI [{lo:+.2f}, {hi:+.2f}]" if lo is not None and hi is not None else ""
         where = f" at wave {c['stopped_wave']}" if c["stopped_wave"] else ""
         parts.append(f"{name}: {c['verdict']}{where} ({c['diff']:+.2f}{ci})")
-    n_open = len(entry["open"])
+    n_open, n_decided = len(entry["open"]), len(entry["decided"])
+    undecided = len(entry["comparisons"]) - n_open - n_decided
+    counts = f"{n_decided} decided, " + (f"{undecided} undecided, " if undecided else "")
     nxt = "no more waves" if not n_open or entry["wave"] == waves else "next wave"
     return (
         f"[{study_id}] wave {entry['wave']}/{waves} ({entry['seeds_per_setting']} seeds per "
-        f"setting): {len(entry['decided'])} decided, {n_open} open; "
-        + "; ".join(parts)
-        + f" -> {nxt}"
+        f"setting): {counts}{n_open} open; " + "; ".join(parts) + f" -> {nxt}"
     )
 
 
@@ -173,7 +174,13 @@ def _stage(
 ) -> str:
     """The progress line's wave part: the wave, decided/open counts, and each open
     comparison's current difference and repeated interval (from the last decision)."""
-    out = f"wave {wave}/{waves}: {comparisons - len(open_labels)} decided, {len(open_labels)} open"
+    decided = len(done[-1]["decided"]) if done else 0
+    undecided = comparisons - len(open_labels) - decided  # futility stops
+    out = (
+        f"wave {wave}/{waves}: {decided} decided, "
+        + (f"{undecided} undecided, " if undecided else "")
+        + f"{len(open_labels)} open"
+    )
     if done:
         now = []
         for c in done[-1]["comparisons"]:

@@ -154,7 +154,8 @@ def test_a_sequential_study_stops_the_separated_pair_and_resumes_after_a_driver_
     history = c.get_metric_history(parent.info.run_id, names.STUDY_OPEN)
     assert {m.step: m.value for m in history} == {1: len(first["open"]), 2: 0.0}
     decided = c.get_metric_history(parent.info.run_id, names.STUDY_DECIDED)
-    assert {m.step: m.value for m in decided} == {1: len(first["decided"]), 2: 2.0}
+    answered = float(second["far"]["verdict"] in ("different", "equivalent"))  # close: undecided
+    assert {m.step: m.value for m in decided} == {1: len(first["decided"]), 2: answered}
     assert parent.data.tags[names.TAG_WAVE] == "2"
     seq_tags = {k: v for k, v in parent.data.tags.items()
                 if k.startswith(names.TAG_SEQ_VERDICT_PREFIX)}  # fmt: skip

@@ -85,6 +85,11 @@ def test_a_separated_pair_stops_at_wave_one_and_a_close_pair_runs_to_the_end(stu
     # The last wave spends what is left: the close pair ends undecided or equivalent, not open.
     assert verdicts[close]["verdict"] in ("undecided", "equivalent")
     assert verdicts[close]["seeds_used"] == 7 and entry["open"] == []
+    last_line = _wave_line("seq-1", entry, 3, {s.label: s.short_label for s in study.settings})
+    if verdicts[close]["verdict"] == "undecided":  # closed, not answered
+        assert entry["decided"] == [sep]
+        assert "): 1 decided, 1 undecided, 0 open; " in last_line
+    assert last_line.endswith("-> no more waves")
 
 
 def test_failed_trials_are_left_out_of_the_decision(study):
