@@ -177,7 +177,7 @@ def resume_study(study_id: str, address: str | None = None) -> StudyOutcome:
     wave (``study_waves``)."""
     folder = study_folder(study_id)
     record = StudyRecord.load(folder)
-    sequential = record.study().spec.design == "sequential"
+    sequential = record.spec.get("design") == "sequential"  # the raw record: no validation yet
     tune_path = folder / TUNE_NAME
     if not sequential and not tune.Tuner.can_restore(str(tune_path)):
         raise StudyError(f"study {study_id}: no Tune state to restore in {tune_path}")
