@@ -258,8 +258,8 @@ def run_waves(
             ) from None
         done.append(entry)
         _save_waves(folder, done)
-        log_wave_decision(record.tracking_uri, record.parent_run_id, entry, short)
         print(_wave_line(record.study_id, entry, len(sizes), short), flush=True)
+        log_wave_decision(record.tracking_uri, record.parent_run_id, entry, short)
         open_labels = entry["open"]
         wave += 1
     return close_study(rows, record, folder, wall)

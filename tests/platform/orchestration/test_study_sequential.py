@@ -88,7 +88,9 @@ def test_a_sequential_study_stops_the_separated_pair_and_resumes_after_a_driver_
             time.sleep(1)
             assert driver.poll() is None, log_path.read_text()[-3000:]
             found = list((state_dir / "studies").glob(f"*/{WAVES_FILE}"))
-            waves_file = found[0] if found else None
+            # Killed once wave 1 is decided and its line printed, before wave 2 ends.
+            if found and "wave 1/2 (2 seeds" in log_path.read_text():
+                waves_file = found[0]
     finally:
         os.killpg(driver.pid, signal.SIGKILL)  # the driver dies between the waves
         driver.wait()
