@@ -55,6 +55,7 @@ from sparse_rcnn.platform.orchestration.train import (
     dataset_paths,
     log_final_checkpoint,
     match_threads_to_cpus,
+    set_run_tags,
     this_node,
     worker_node_tags,
 )
@@ -62,7 +63,7 @@ from sparse_rcnn.platform.redact import redact
 from sparse_rcnn.platform.spec.job import JobSpec
 from sparse_rcnn.platform.state_dir import state_dir
 from sparse_rcnn.platform.tracking.outbox import OutboxLogger, TrackingUnavailable, outbox_folder
-from sparse_rcnn.platform.tracking.runs import RunLogger, finish_run
+from sparse_rcnn.platform.tracking.runs import finish_run
 
 KEEP_CHECKPOINTS = 2  # as Ray Train's CheckpointConfig(num_to_keep=2) in run_job
 INTERRUPT_WAIT_S = 10.0  # Ctrl-C: how long pending tracking writes may still take
@@ -147,10 +148,7 @@ def run_job_in_process(
     folder = checkpoint_folder(spec, name)
     reporter = _ForwardingReporter(folder, on_report)
     if ray.is_initialized():  # in a Tune trial's actor: its node is the one worker's
-        # Set before the outbox takes the run's writes; informational, so a server that does
-        # not answer right now costs the tag, not the trial.
-        with contextlib.suppress(Exception):
-            RunLogger(uri, run_id).set_tags(worker_node_tags([this_node()]))
+        set_run_tags(uri, run_id, worker_node_tags([this_node()]))  # before the outbox
     try:
         # A restart (here, or a study resumed after its driver died) replays from the last
         # checkpoint, possibly past an evaluation the run holds already: the outbox writes

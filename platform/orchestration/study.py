@@ -112,7 +112,7 @@ def start_study(
     )
     progress = StudyProgress(study_id, study.spec.metric, concurrency, len(study.trials))
     tuner = new_tuner(trials, ctx, record, folder, TUNE_NAME, progress)
-    return _fit(tuner, record, folder, concurrency)
+    return _fit(tuner, record, folder)
 
 
 def new_tuner(
@@ -191,7 +191,7 @@ def resume_study(study_id: str, address: str | None = None) -> StudyOutcome:
         return run_waves(record, folder, trial_context(record), resuming=True)
     print(f"resuming study {study_id} from {tune_path}", flush=True)
     tuner = restore_tuner(folder, study_id, TUNE_NAME)
-    return _fit(tuner, record, folder, record.max_concurrent_trials)
+    return _fit(tuner, record, folder)
 
 
 def fit_grid(tuner: tune.Tuner, record: StudyRecord, folder: Path, tune_name: str):
@@ -213,7 +213,7 @@ def fit_grid(tuner: tune.Tuner, record: StudyRecord, folder: Path, tune_name: st
     return grid, wall
 
 
-def _fit(tuner: tune.Tuner, record: StudyRecord, folder: Path, concurrency: int) -> StudyOutcome:
+def _fit(tuner: tune.Tuner, record: StudyRecord, folder: Path) -> StudyOutcome:
     from sparse_rcnn.platform.orchestration.results import results_table
 
     grid, wall = fit_grid(tuner, record, folder, TUNE_NAME)

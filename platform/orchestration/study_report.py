@@ -153,11 +153,26 @@ def study_analysis(
     )
 
 
-def sequential_design(spec: StudySpec) -> dict[str, Any]:
-    """``study_analysis``'s design arguments for a sequential study; none for a fixed one."""
-    if spec.design != "sequential":
-        return {}
-    return {"max_seeds": spec.num_seeds, "spending": spec.spending, "futility": spec.futility}
+def spec_analysis(
+    rows: list[dict[str, Any]],
+    spec: StudySpec,
+    image_replicates: dict[str, np.ndarray] | None = None,
+) -> Analysis:
+    """:func:`study_analysis` of ``rows`` as the study ``spec`` asks: its metric, effect size,
+    alpha and pairing, and a sequential study's design (most seeds, spending, futility)."""
+    design: dict[str, Any] = {}
+    if spec.design == "sequential":
+        design = {"max_seeds": spec.num_seeds, "spending": spec.spending,
+                  "futility": spec.futility}  # fmt: skip
+    return study_analysis(
+        rows,
+        metric=spec.metric,
+        effect_size=spec.effect_size,
+        alpha=spec.alpha,
+        pairing=spec.pairing,
+        image_replicates=image_replicates,
+        **design,
+    )
 
 
 def write_report(
@@ -179,15 +194,7 @@ def write_report(
     reps, notes = ({}, [])
     if replicates > 0:
         reps, notes = _image_replicates(record, rows, replicates, spec.metric)
-    analysis = study_analysis(
-        rows,
-        metric=spec.metric,
-        effect_size=spec.effect_size,
-        alpha=spec.alpha,
-        pairing=spec.pairing,
-        image_replicates=reps,
-        **sequential_design(spec),
-    )
+    analysis = spec_analysis(rows, spec, reps)
     report = report_json(analysis, rows, study_id)
     report["warnings"] = sorted(set(report["warnings"]) | set(notes))
     report["bootstrap_replicates"] = replicates

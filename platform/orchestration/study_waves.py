@@ -101,17 +101,10 @@ def decide_wave(
 ) -> dict[str, Any]:
     """The decision after ``wave``: every comparison's sequential state on ``rows`` (all
     finished trials so far) and which comparisons stay open."""
-    from sparse_rcnn.platform.orchestration.study_report import sequential_design, study_analysis
+    from sparse_rcnn.platform.orchestration.study_report import spec_analysis
 
     spec = study.spec
-    analysis = study_analysis(
-        rows,
-        metric=spec.metric,
-        effect_size=spec.effect_size,
-        alpha=spec.alpha,
-        pairing=spec.pairing,
-        **sequential_design(spec),
-    )
+    analysis = spec_analysis(rows, spec)
     assert analysis.sequential is not None  # every row has a wave
     comparisons = []
     for c in analysis.sequential.comparisons:
@@ -154,13 +147,21 @@ def _wave_line(study_id: str, entry: dict[str, Any], waves: int, short: dict[str
         ci = f", repeated CI [{lo:+.2f}, {hi:+.2f}]" if lo is not None and hi is not None else ""
         where = f" at wave {c['stopped_wave']}" if c["stopped_wave"] else ""
         parts.append(f"{name}: {c['verdict']}{where} ({c['diff']:+.2f}{ci})")
-    n_open, n_decided = len(entry["open"]), len(entry["decided"])
-    undecided = len(entry["comparisons"]) - n_open - n_decided
-    counts = f"{n_decided} decided, " + (f"{undecided} undecided, " if undecided else "")
-    nxt = "no more waves" if not n_open or entry["wave"] == waves else "next wave"
+    counts = _counts(len(entry["comparisons"]), len(entry["decided"]), len(entry["open"]))
+    nxt = "no more waves" if not entry["open"] or entry["wave"] == waves else "next wave"
     return (
         f"[{study_id}] wave {entry['wave']}/{waves} ({entry['seeds_per_setting']} seeds per "
-        f"setting): {counts}{n_open} open; " + "; ".join(parts) + f" -> {nxt}"
+        f"setting): {counts}; " + "; ".join(parts) + f" -> {nxt}"
+    )
+
+
+def _counts(comparisons: int, decided: int, still_open: int) -> str:
+    """``"1 decided, 1 undecided, 0 open"``: answered, closed without an answer, open."""
+    undecided = comparisons - decided - still_open  # the last look, or futility
+    return (
+        f"{decided} decided, "
+        + (f"{undecided} undecided, " if undecided else "")
+        + f"{still_open} open"
     )
 
 
@@ -175,12 +176,7 @@ def _stage(
     """The progress line's wave part: the wave, decided/open counts, and each open
     comparison's current difference and repeated interval (from the last decision)."""
     decided = len(done[-1]["decided"]) if done else 0
-    undecided = comparisons - len(open_labels) - decided  # futility stops
-    out = (
-        f"wave {wave}/{waves}: {decided} decided, "
-        + (f"{undecided} undecided, " if undecided else "")
-        + f"{len(open_labels)} open"
-    )
+    out = f"wave {wave}/{waves}: {_counts(comparisons, decided, len(open_labels))}"
     if done:
         now = []
         for c in done[-1]["comparisons"]:

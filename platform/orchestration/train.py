@@ -153,7 +153,7 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any]:
     logger = None
     if dist.is_main:  # an outbox: an unreachable server never holds training up
         uri, run_id = config["tracking_uri"], config["run_id"]
-        _tag(uri, run_id, worker_node_tags(placement or []))
+        set_run_tags(uri, run_id, worker_node_tags(placement or []))
         logger = OutboxLogger(uri, run_id, outbox_folder(config.get("outbox") or state_dir(),
                                                          run_id))  # fmt: skip
     try:
@@ -169,13 +169,13 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any]:
                 logger.close(wait_s=0)  # stops the sender; the journal stays
         return {"status": "tracking_lost", "error": str(e)}
     if logger is not None and result.resumed_from_epoch is not None:
-        _tag(config["tracking_uri"], config["run_id"],
+        set_run_tags(config["tracking_uri"], config["run_id"],
              {names.TAG_RESUMED_AFTER_EPOCH: str(result.resumed_from_epoch + 1)})  # fmt: skip
     outcome = {"status": "ok", "metrics": result.metrics, "resumed_from": result.resumed_from_epoch}
     return _closed(logger, outcome)
 
 
-def _tag(uri: str, run_id: str, tags: dict[str, str]) -> None:
+def set_run_tags(uri: str, run_id: str, tags: dict[str, str]) -> None:
     """Informational run tags (where the workers ran), set directly: a server that does not
     answer right now costs the tags, never the run (the metrics go through the outbox)."""
     with contextlib.suppress(Exception):

@@ -152,6 +152,16 @@ def download_detections(uri: str, run_id: str, dest: str | Path) -> Path | None:
     return Path(c.download_artifacts(run_id, latest, str(dest)))
 
 
+def setting_key(label: str, short: dict[str, str]) -> str:
+    """A setting in metric and tag names: its label for people (``short``), made a name."""
+    return names.label_key(short.get(label) or label)
+
+
+def comparison_key(a: str, b: str, short: dict[str, str]) -> str:
+    """``<a> vs <b>`` in the parent run's metric and tag names."""
+    return f"{setting_key(a, short)} vs {setting_key(b, short)}"
+
+
 def log_study_summary(
     uri: str, run_id: str, report: dict[str, Any], short: dict[str, str] | None = None
 ) -> None:
@@ -170,10 +180,6 @@ def log_study_summary(
 
     ``short`` maps full setting labels to the labels for people (``lr=0.005``)."""
     short = short or {}
-
-    def key(label: str) -> str:
-        return names.label_key(short.get(label) or label)
-
     metrics: dict[str, float] = {}
     tags: dict[str, str] = {}
     p = report.get("power") or {}
@@ -181,9 +187,9 @@ def log_study_summary(
         _put(metrics, f"{names.STUDY_PREFIX}{k}", p.get(k))
     for s in report.get("settings", []):
         for k in ("mean", "std", "n"):
-            _put(metrics, f"{names.STUDY_PREFIX}{key(s['setting'])}/{k}", s.get(k))
+            _put(metrics, f"{names.STUDY_PREFIX}{setting_key(s['setting'], short)}/{k}", s.get(k))
     for c in report.get("comparisons", []):
-        name = f"{key(c['a'])} vs {key(c['b'])}"
+        name = comparison_key(c["a"], c["b"], short)
         ci = c.get("ci_simultaneous") or c.get("ci") or [None, None]
         values = {
             "diff": c.get("diff"),
@@ -205,7 +211,7 @@ def log_study_summary(
             _put(metrics, f"{names.STUDY_PREFIX}{unit}_to_decide", sum(todo))
     # A sequential study's verdict is the design's: the fixed-design one ignores the stopping.
     for c in (report.get("sequential") or {}).get("comparisons", []):
-        tags[names.TAG_VERDICT_PREFIX + f"{key(c['a'])} vs {key(c['b'])}"] = str(c["verdict"])
+        tags[names.TAG_VERDICT_PREFIX + comparison_key(c["a"], c["b"], short)] = str(c["verdict"])
     c = client(uri)
     if metrics:
         c.log_batch(run_id, metrics=[Metric(k, v, int(time.time() * 1000), 0)
@@ -232,9 +238,7 @@ def log_wave_decision(
     _put(metrics, names.STUDY_WAVE_SEEDS, entry["seeds_per_setting"])
     tags = {names.TAG_WAVE: str(step)}
     for c in entry["comparisons"]:
-        name = f"{names.label_key(short.get(c['a']) or c['a'])} vs " + names.label_key(
-            short.get(c["b"]) or c["b"]
-        )
+        name = comparison_key(c["a"], c["b"], short)
         tags[names.TAG_SEQ_VERDICT_PREFIX + name] = str(c["verdict"])
         if c["stopped_wave"] is not None and c["stopped_wave"] < step:
             continue  # decided at an earlier wave: its path ends there

@@ -31,10 +31,13 @@ def auth_dashboard():
     to everything; ``seen`` collects the Authorization headers it received."""
     ip = _non_loopback_ip()
     if ip is None:
-        reason = "this machine has no non-loopback IPv4 address to serve a remote dashboard on"
-        if os.environ.get("CI"):
-            pytest.fail(reason)  # in CI a skip would hide the check
-        pytest.skip(reason)
+        if os.environ.get("CI"):  # in CI a skip would hide the check
+            pytest.fail(
+                "this machine has no non-loopback IPv4 address to serve a remote dashboard on"
+            )
+        pytest.skip(
+            reason="this machine has no non-loopback IPv4 address to serve a remote dashboard on"
+        )
     seen: list[str | None] = []
 
     class Handler(BaseHTTPRequestHandler):
