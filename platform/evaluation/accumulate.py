@@ -186,7 +186,6 @@ class PrecisionCurves:
             tp_first = np.searchsorted(tp_cat, tp_cat, "left")
             is_first = tp_first == np.arange(len(tpi))
             seg_start = np.flatnonzero(is_first)
-            seg_rank = np.cumsum(is_first) - 1
             per_threshold.append(
                 _ThresholdIndex(
                     tp_img=r_img[tpi],
@@ -200,7 +199,7 @@ class PrecisionCurves:
                     gap_lo=r_start[tp_cat],
                     seg_start=seg_start,
                     seg_cat=tp_cat[seg_start],
-                    offset=2.0 * (len(seg_start) - 1 - seg_rank),
+                    offset=2.0 * (num_categories - 1 - tp_cat),
                 )
             )
         return cls(num_categories, gaps, tuple(per_threshold))
@@ -248,7 +247,9 @@ class PrecisionCurves:
             precision += _EPS
             np.divide(tc, precision, out=precision)
             # Running max from the right, per category: offsets grow towards the left so that
-            # a later category never leaks into an earlier one.
+            # a later category never leaks into an earlier one. An offset depends on the
+            # category alone, so a category's values (rounded to ~1e-14 by the offset) are the
+            # same whichever other categories are evaluated with it (matching.match_in_parts).
             precision += ix.offset
             env = np.maximum.accumulate(precision[:, ::-1], axis=1)[:, ::-1]
             env -= ix.offset

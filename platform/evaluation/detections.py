@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from sparse_rcnn.platform.errors import InputError, MissingFileError
-from sparse_rcnn.platform.evaluation.coco_json import decode_results, mapped
+from sparse_rcnn.platform.evaluation.coco_json import decode_results
 from sparse_rcnn.platform.evaluation.json_columns import int_column, number_column
+from sparse_rcnn.platform.evaluation.results_file import begin_load_detections, mapped
 from sparse_rcnn.platform.output_files import atomic_write
 
 PARQUET_COLUMNS = ("image_id", "category_id", "score", "x", "y", "w", "h")
@@ -198,14 +199,23 @@ def _check_integral(path: Path, name: str, values: np.ndarray) -> None:
         )
 
 
-def load_detections(path: str | Path) -> Detections:
+def load_detections(path: str | Path, workers: int = 1) -> Detections:
     """Read detections written by :func:`save_detections` (or any COCO results JSON).
 
     Raises :class:`MissingFileError` (a FileNotFoundError) for a missing file or a directory
     and :class:`InputError` (a ValueError) naming the file for an unknown suffix, missing
     Parquet columns, a non-numeric column, or JSON that is not a list of detections.
+    ``workers > 1`` decodes a large JSON file in that many processes
+    (:func:`.results_file.begin_load_detections`); the result is the same.
     """
-    path = Path(path)
+    if workers > 1:
+        with begin_load_detections(path, workers) as pending:
+            return pending.result()
+    return _read(Path(path))
+
+
+def _read(path: Path) -> Detections:
+    """:func:`load_detections` in this process."""
     suffix = path.suffix.lower()
     if suffix not in (".parquet", ".json"):
         raise InputError(

@@ -20,20 +20,26 @@ pycocotools' Python loop takes minutes (see BENCHMARKS.md).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import numpy as np
 
 from sparse_rcnn.platform.errors import InputError
 from sparse_rcnn.platform.evaluation.count_matrix import CountMatrix
 from sparse_rcnn.platform.evaluation.detections import Detections
+from sparse_rcnn.platform.evaluation.forked import forked_map
 from sparse_rcnn.platform.evaluation.ground_truth import GroundTruth
 
 # pycocotools Params.setDetParams, built the same way so that the floats are identical.
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
 AREA_RANGES = ((0.0, 1e5**2), (0.0, 32.0**2), (32.0**2, 96.0**2), (96.0**2, 1e5**2))
 
+T = TypeVar("T")
 IGNORED, FALSE_POSITIVE, TRUE_POSITIVE = 0, 1, 2
+# Fewer detections are matched in one process: a fork and the result sent back cost more.
+_SPLIT_MIN_ROWS = 50_000
 
 
 @dataclass(frozen=True)
@@ -105,24 +111,114 @@ def pair_iou(dt: np.ndarray, gt: np.ndarray, crowd: np.ndarray) -> np.ndarray:
     return np.where((w > 0) & (h > 0), iou, 0.0)
 
 
-def match_detections(gt: GroundTruth, dets: Detections, max_det: int) -> Matches:
+def match_detections(gt: GroundTruth, dets: Detections, max_det: int, workers: int = 1) -> Matches:
     """Match ``dets`` to ``gt`` like COCOeval(bbox).evaluate() with ``maxDets[-1] = max_det``.
 
     Raises ValueError for detections on images that ``gt`` does not list (pycocotools asserts)
-    and for non-finite scores or boxes.
+    and for non-finite scores or boxes. ``workers > 1`` matches disjoint ranges of categories
+    in forked children (see :func:`match_in_parts`); the result is the same.
     """
-    n_img, n_cat = gt.num_images, gt.num_categories
+    split = match_in_parts(gt, dets, max_det, workers, lambda m: m)
+    parts = split.results
+    if len(parts) == 1:
+        return parts[0]
+    # Categories come first in the accumulation order, so the ranges' parts follow each other.
+    offsets = np.cumsum([0] + [len(p.rank) for p in parts[:-1]])
+    return Matches(
+        image=np.concatenate([p.image for p in parts]),
+        category=np.concatenate([p.category for p in parts]),
+        rank=np.concatenate([p.rank for p in parts]),
+        score=np.concatenate([p.score for p in parts]),
+        unmatched=np.concatenate([p.unmatched for p in parts], axis=1),
+        candidates=np.concatenate([p.candidates + o for p, o in zip(parts, offsets, strict=True)]),
+        candidate_status=np.concatenate([p.candidate_status for p in parts], axis=2),
+        num_gt=parts[0].num_gt,
+        category_ids=gt.category_ids,
+        dropped=parts[0].dropped,
+    )
+
+
+@dataclass(frozen=True)
+class Split(Generic[T]):
+    """What :func:`match_in_parts` gives: ``results[i]`` for the categories
+    ``ranges[i] = (lo, hi)`` (category indices ``lo <= k < hi``), and the number of detections
+    on categories that the ground truth does not list (ignored, as COCOeval does)."""
+
+    ranges: list[tuple[int, int]]
+    results: list[T]
+    dropped: int
+
+
+def match_in_parts(
+    gt: GroundTruth,
+    dets: Detections,
+    max_det: int,
+    workers: int,
+    then: Callable[[Matches], T],
+) -> Split[T]:
+    """``then`` of the matching of each of ``workers`` ranges of categories, each range in its
+    own process (:mod:`.forked`: opt in only from a process without threads of its own).
+
+    Every (image, category) pair is matched on its own, so the categories split cleanly: the
+    :class:`Matches` of a range holds the detections of those categories (in the same order
+    as in the whole matching) and the whole ``num_gt``, ``category_ids`` and ``dropped``.
+    Ranges hold about equal numbers of detections; below 50k detections, or with
+    ``workers <= 1``, there is one range, all in this process. Input errors are raised here,
+    before any fork.
+    """
     img, cat, known = _index_detections(gt, dets)
-    img, cat = img[known], cat[known]
-    score = dets.score.astype(np.float64)[known]
+    rows = np.flatnonzero(known)  # input rows on a known category
+    ranges = _category_ranges(cat[rows], gt.num_categories, workers)
+    if len(rows) < _SPLIT_MIN_ROWS:
+        ranges = [(0, gt.num_categories)]
+    num_gt, dropped = _gt_counts(gt), int(len(known) - len(rows))
+
+    def part(lo: int, hi: int) -> T:
+        p = _match_categories(gt, dets, img, cat, rows, max_det, lo, hi)
+        return then(Matches(*p, num_gt=num_gt, category_ids=gt.category_ids, dropped=dropped))
+
+    return Split(ranges, forked_map(part, ranges), dropped)
+
+
+def _category_ranges(cat: np.ndarray, n_cat: int, workers: int) -> list[tuple[int, int]]:
+    """``workers`` consecutive ranges ``[lo, hi)`` of category indices holding about equal
+    numbers of the detections ``cat`` (one range for ``workers <= 1``)."""
+    if workers <= 1 or n_cat <= 1:
+        return [(0, n_cat)]
+    cum = np.cumsum(np.bincount(cat, minlength=n_cat))
+    cuts = np.searchsorted(cum, cum[-1] * np.arange(1, workers) / workers)
+    edges = np.unique(np.r_[0, np.minimum(cuts + 1, n_cat), n_cat])
+    return list(zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True))
+
+
+def _match_categories(
+    gt: GroundTruth,
+    dets: Detections,
+    img: np.ndarray,
+    cat: np.ndarray,
+    rows: np.ndarray,
+    max_det: int,
+    lo: int,
+    hi: int,
+) -> tuple[np.ndarray, ...]:
+    """:class:`Matches`' per-detection fields (image ... candidate_status) of the matching of
+    the detections ``rows`` (increasing input rows, category indices
+    ``cat``, image indices ``img``) on categories ``[lo, hi)``."""
+    n_img, n_cat = gt.num_images, gt.num_categories
+    if lo > 0 or hi < n_cat:
+        rows = rows[(cat[rows] >= lo) & (cat[rows] < hi)]
+    img, cat = img[rows], cat[rows]
+    score = dets.score.astype(np.float64)[rows]
     acc, rank = _orders(img, cat, score, n_img, n_cat)
     acc = acc[rank[acc] < max_det]
     img, cat, rank, score = img[acc], cat[acc], rank[acc], score[acc]
-    acc = np.flatnonzero(known)[acc]  # input rows
+    acc = rows[acc]  # input rows
 
-    # Ground truth in (image, category) groups, file order within a group.
-    gkey = gt.image * n_cat + gt.category
-    gorder = np.argsort(gkey, kind="stable")
+    # Ground truth of these categories in (image, category) groups, file order within a group.
+    gsel = np.flatnonzero((gt.category >= lo) & (gt.category < hi))
+    gkey = gt.image[gsel] * n_cat + gt.category[gsel]
+    order = np.argsort(gkey, kind="stable")
+    gorder = gsel[order]
     gig = gt_ignored(gt)[:, gorder]  # (A, G)
     det_area = (dets.bbox[:, 2] * dets.bbox[:, 3])[acc]
     cand, match = _greedy_match(
@@ -131,30 +227,32 @@ def match_detections(gt: GroundTruth, dets: Detections, max_det: int) -> Matches
         dets.bbox,
         acc,
         det_area,
-        gkey[gorder],
+        gkey[order],
         gt.bbox[gorder],
         gt.iscrowd[gorder],
         gig,
     )  # (C,), (A, T, C)
 
-    lo = np.array([r[0] for r in AREA_RANGES])[:, None]
-    hi = np.array([r[1] for r in AREA_RANGES])[:, None]
-    outside = (det_area < lo) | (det_area > hi)  # (A, D)
+    lo_area = np.array([r[0] for r in AREA_RANGES])[:, None]
+    hi_area = np.array([r[1] for r in AREA_RANGES])[:, None]
+    outside = (det_area < lo_area) | (det_area > hi_area)  # (A, D)
     unmatched = np.where(outside, IGNORED, FALSE_POSITIVE).astype(np.int8)
     matched = match >= 0
     ig_match = gig[np.arange(len(AREA_RANGES))[:, None, None], match.clip(0)]
     cand_status = np.where(
         matched, np.where(ig_match, IGNORED, TRUE_POSITIVE), unmatched[:, None, cand]
     ).astype(np.int8)
+    return img, cat, rank, score, unmatched, cand, cand_status
 
-    a, g = np.nonzero(~gig)  # non-ignored ground truth per area range
+
+def _gt_counts(gt: GroundTruth) -> CountMatrix:
+    """(A * K, N) count of non-ignored ground truth per (area range, category) and image."""
+    n_cat = gt.num_categories
+    gorder = np.argsort(gt.image * n_cat + gt.category, kind="stable")
+    a, g = np.nonzero(~gt_ignored(gt)[:, gorder])
     rows = a * n_cat + gt.category[gorder][g]
-    shape = (len(AREA_RANGES) * n_cat, n_img)
-    num_gt = CountMatrix.from_pairs(rows, gt.image[gorder][g], shape)
-    dropped = int((~known).sum())
-    return Matches(
-        img, cat, rank, score, unmatched, cand, cand_status, num_gt, gt.category_ids, dropped
-    )
+    shape = (len(AREA_RANGES) * n_cat, gt.num_images)
+    return CountMatrix.from_pairs(rows, gt.image[gorder][g], shape)
 
 
 def _orders(
