@@ -7,8 +7,9 @@ Module names match mmdetection's checkpoint keys (``backbone.layer1.0.conv1.weig
 from __future__ import annotations
 
 import torch.nn.functional as F
-import torchvision
 from torch import Tensor, nn
+
+from sparse_rcnn.models.vision import torchvision
 
 
 def resnet10(weights: None = None) -> torchvision.models.ResNet:

@@ -8,7 +8,8 @@ import math
 
 import torch
 from torch import Tensor
-from torchvision.ops import box_convert
+
+from sparse_rcnn.models.vision import torchvision
 
 # mmdetection DeltaXYWHBBoxCoder: wh_ratio_clip = 16 / 1000.
 DELTA_CLAMP = abs(math.log(16 / 1000))
@@ -16,17 +17,17 @@ DELTA_CLAMP = abs(math.log(16 / 1000))
 
 def cxcywh_to_xyxy(boxes: Tensor) -> Tensor:
     """``(..., 4)`` (cx, cy, w, h) -> (x1, y1, x2, y2)."""
-    return box_convert(boxes, "cxcywh", "xyxy")
+    return torchvision.ops.box_convert(boxes, "cxcywh", "xyxy")
 
 
 def xyxy_to_xywh(boxes: Tensor) -> Tensor:
     """``(..., 4)`` (x1, y1, x2, y2) -> COCO (x, y, w, h), no +1."""
-    return box_convert(boxes, "xyxy", "xywh")
+    return torchvision.ops.box_convert(boxes, "xyxy", "xywh")
 
 
 def xywh_to_xyxy(boxes: Tensor) -> Tensor:
     """``(..., 4)`` COCO (x, y, w, h) -> (x1, y1, x2, y2), no +1."""
-    return box_convert(boxes, "xywh", "xyxy")
+    return torchvision.ops.box_convert(boxes, "xywh", "xyxy")
 
 
 def decode_deltas(

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torchvision.ops import generalized_box_iou_loss, sigmoid_focal_loss
 
 from sparse_rcnn.models.config import ModelConfig
 from sparse_rcnn.models.detector import DetectorOutput
 from sparse_rcnn.models.matcher import HungarianMatcher
+from sparse_rcnn.models.vision import torchvision
 
 
 @dataclass
@@ -81,13 +81,13 @@ class SetCriterion:
             pos_logits.append(logits[j, pi].detach())
             pos_labels.append(tgt.labels[gi])
         pred, gt, scale = torch.cat(pos_pred), torch.cat(pos_gt), torch.cat(pos_whwh)
-        loss_cls = sigmoid_focal_loss(
+        loss_cls = torchvision.ops.sigmoid_focal_loss(
             logits, cls_target, cfg.focal_alpha, cfg.focal_gamma, reduction="sum"
         )
         yield "loss_cls", cfg.class_weight * loss_cls / norm
         if pred.shape[0] > 0:
             l1 = (pred / scale - gt / scale).abs().sum()
-            giou = generalized_box_iou_loss(pred, gt, reduction="sum")
+            giou = torchvision.ops.generalized_box_iou_loss(pred, gt, reduction="sum")
         else:
             # Graph-connected zeros, so every parameter still gets a (zero) gradient.
             l1 = giou = boxes.sum() * 0.0

@@ -7,7 +7,8 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
-from torchvision.ops import generalized_box_iou
+
+from sparse_rcnn.models.vision import torchvision
 
 
 class NonFiniteCostError(FloatingPointError):
@@ -58,7 +59,7 @@ class HungarianMatcher:
         whwh ``(4,)`` -> cost ``(N, M)``."""
         cls = focal_cost(logits, gt_labels, self.alpha, self.gamma)
         l1 = torch.cdist(boxes / whwh, gt_boxes / whwh, p=1)
-        giou = -generalized_box_iou(boxes, gt_boxes)
+        giou = -torchvision.ops.generalized_box_iou(boxes, gt_boxes)
         return self.class_weight * cls + self.l1_weight * l1 + self.giou_weight * giou
 
     @torch.no_grad()

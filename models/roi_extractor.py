@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torchvision.ops import roi_align
+
+from sparse_rcnn.models.vision import torchvision
 
 
 def map_roi_levels(rois: Tensor, num_levels: int, finest_scale: float = 56.0) -> Tensor:
@@ -46,7 +47,7 @@ def multilevel_roi_align(
             # (mmdetection does the same).
             out = out + feat.sum() * 0.0
             continue
-        pooled = roi_align(
+        pooled = torchvision.ops.roi_align(
             feat,
             rois[idx],
             output_size,

@@ -77,3 +77,14 @@ def test_only_tracking_imports_mlflow():
             continue
         for name in _imports(path):
             assert not (name == "mlflow" or name.startswith("mlflow.")), (path, name)
+
+
+def test_only_models_vision_imports_torchvision():
+    """Everything else imports it through sparse_rcnn.models.vision, which keeps
+    torch._dynamo out of every process start (see its docstring)."""
+    for root in ("models", "platform", "dashboards"):
+        for path in (ROOT / root).rglob("*.py"):
+            if path == ROOT / "models" / "vision.py":
+                continue
+            for name in _imports(path):
+                assert not (name == "torchvision" or name.startswith("torchvision.")), (path, name)

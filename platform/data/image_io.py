@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
-from torchvision.io import ImageReadMode, decode_image
 
+from sparse_rcnn.models.vision import torchvision
 from sparse_rcnn.platform.errors import InputError, MissingFileError, PlatformError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -42,8 +42,8 @@ def load_image(path: str | Path) -> Tensor:
     if not data:
         raise ImageDecodeError(f"image file {path} is empty")
     try:
-        image = decode_image(
-            torch.frombuffer(bytearray(data), dtype=torch.uint8), ImageReadMode.RGB
+        image = torchvision.io.decode_image(
+            torch.frombuffer(bytearray(data), dtype=torch.uint8), torchvision.io.ImageReadMode.RGB
         )
     except (RuntimeError, ValueError) as e:
         raise ImageDecodeError(f"cannot decode image {path}: {_decoder_reason(e)}") from e
