@@ -168,26 +168,45 @@ def match_in_parts(
     """
     img, cat, known = _index_detections(gt, dets)
     rows = np.flatnonzero(known)  # input rows on a known category
-    ranges = _category_ranges(cat[rows], gt.num_categories, workers)
+    ranges = _category_ranges(gt, img[rows], cat[rows], workers)
     if len(rows) < _SPLIT_MIN_ROWS:
         ranges = [(0, gt.num_categories)]
-    num_gt, dropped = _gt_counts(gt), int(len(known) - len(rows))
+    dropped = int(len(known) - len(rows))
 
     def part(lo: int, hi: int) -> T:
         p = _match_categories(gt, dets, img, cat, rows, max_det, lo, hi)
-        return then(Matches(*p, num_gt=num_gt, category_ids=gt.category_ids, dropped=dropped))
+        return then(
+            Matches(*p, num_gt=_gt_counts(gt), category_ids=gt.category_ids, dropped=dropped)
+        )
 
     return Split(ranges, forked_map(part, ranges), dropped)
 
 
-def _category_ranges(cat: np.ndarray, n_cat: int, workers: int) -> list[tuple[int, int]]:
-    """``workers`` consecutive ranges ``[lo, hi)`` of category indices holding about equal
-    numbers of the detections ``cat`` (one range for ``workers <= 1``)."""
+def _category_ranges(
+    gt: GroundTruth, img: np.ndarray, cat: np.ndarray, workers: int
+) -> list[tuple[int, int]]:
+    """``workers`` consecutive ranges ``[lo, hi)`` of category indices with about equal
+    matching work (one range for ``workers <= 1``), for the detections on images ``img`` and
+    categories ``cat``.
+
+    A category's work is its detections plus 0.3 x its (detection, ground truth) pairs in the
+    same image, which the matching scores: balanced by detections alone, the range holding the
+    categories with the most ground truth took ~15% longer on the bench case; with this weight
+    the two ranges' times were within ~5%.
+    """
+    n_cat = gt.num_categories
     if workers <= 1 or n_cat <= 1:
         return [(0, n_cat)]
-    cum = np.cumsum(np.bincount(cat, minlength=n_cat))
-    cuts = np.searchsorted(cum, cum[-1] * np.arange(1, workers) / workers)
-    edges = np.unique(np.r_[0, np.minimum(cuts + 1, n_cat), n_cat])
+    groups = gt.num_images * n_cat
+    pairs = np.bincount(img * n_cat + cat, minlength=groups) * np.bincount(
+        gt.image * n_cat + gt.category, minlength=groups
+    )
+    work = np.bincount(cat, minlength=n_cat) + 0.3 * pairs.reshape(-1, n_cat).sum(axis=0)
+    cum = np.r_[0, np.cumsum(work)]  # work of categories [0, k)
+    targets = cum[-1] * np.arange(1, workers) / workers
+    above = np.searchsorted(cum, targets).clip(1, n_cat)  # the nearest edge to each target
+    edges = np.where(cum[above] - targets < targets - cum[above - 1], above, above - 1)
+    edges = np.unique(np.r_[0, edges, n_cat])
     return list(zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True))
 
 
@@ -267,7 +286,7 @@ def _orders(
     through a comparison sort.
     """
     by_img = _stable_argsort(img, n_img)  # (image, position)
-    by_score = by_img[np.argsort(-score[by_img], kind="stable")]  # (-score, image, position)
+    by_score = by_img[_stable_argsort_floats(-score[by_img])]  # (-score, image, position)
     acc = by_score[_stable_argsort(cat[by_score], n_cat)]  # (category, -score, image, position)
     # A stable sort by image of the accumulation order: (image, category, -score, position).
     group = acc[_stable_argsort(img[acc], n_img)]
@@ -289,6 +308,26 @@ def _stable_argsort(keys: np.ndarray, n_values: int) -> np.ndarray:
     elif n_values <= 1 << 16:
         keys = keys.astype(np.uint16)
     return np.argsort(keys, kind="stable")
+
+
+def _stable_argsort_floats(keys: np.ndarray) -> np.ndarray:
+    """``np.argsort(keys, kind="stable")`` of finite floats, faster where few keys tie.
+
+    numpy's default (unstable) sort, then each run of equal keys put back in input order:
+    32 ms + 3 ms against 57 ms for the stable sort of 500k distinct float64 scores. Where many
+    keys tie (scores rounded to two decimals) the stable sort is faster, and is used.
+    """
+    order = np.argsort(keys)
+    tie = keys[order[1:]] == keys[order[:-1]]
+    n_tied = np.count_nonzero(tie)
+    if n_tied == 0:
+        return order
+    if n_tied > len(keys) // 16:
+        return np.argsort(keys, kind="stable")
+    pos = np.flatnonzero(np.r_[tie, False] | np.r_[False, tie])  # inside a run of ties
+    run = np.cumsum(np.r_[True, ~tie])[pos]
+    order[pos] = order[pos][np.argsort(run * len(keys) + order[pos])]
+    return order
 
 
 def _index_detections(
