@@ -72,8 +72,10 @@ def study_trial(config: dict[str, Any]) -> None:
         else:
             from ray.tune.integration.ray_train import TuneReportCallback
 
+            # The study's progress line reports each epoch; rank 0's own line would arrive
+            # with Ray's "(RayTrainWorker pid=...)" prefix.
             outcome = run_job(spec, run_id=run_id, train_name=name,
-                              callbacks=[TuneReportCallback()])  # fmt: skip
+                              callbacks=[TuneReportCallback()], echo=False)  # fmt: skip
         result["status"] = "ok"
         result.update({m: float(outcome.metrics.get(m, math.nan)) for m in METRICS})
     except JobFailed as e:  # the run is already FAILED in MLflow; the study goes on

@@ -158,7 +158,7 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any]:
                                                          run_id))  # fmt: skip
     try:
         result = run_training(spec, paths, StopWhenTrackingLost(RayReporter(), logger, dist),
-                              logger, dist)  # fmt: skip
+                              logger, dist, echo=config.get("echo", True))  # fmt: skip
     except NonFiniteLossError as e:
         return _closed(logger, {"status": "diverged", "error": str(e)})
     except RunRefused as e:
@@ -218,13 +218,15 @@ def run_job(
     run_id: str | None = None,
     train_name: str | None = None,
     callbacks: list | None = None,
+    echo: bool = True,
 ) -> JobOutcome:
     """Run ``spec`` on Ray Train and track it in MLflow; raises :class:`JobFailed` on failure
     (after marking the run FAILED) and re-raises KeyboardInterrupt after marking it KILLED.
 
     ``run_id`` continues an existing MLflow run (created by :func:`create_job_run`) instead of
     creating one; ``train_name`` names the Ray Train run, and the same name and storage path
-    resume from that run's last checkpoint; ``callbacks`` are Ray Train ``UserCallback``s."""
+    resume from that run's last checkpoint; ``callbacks`` are Ray Train ``UserCallback``s;
+    ``echo=False`` keeps rank 0's per-epoch line off the console (a study prints its own)."""
     # Files and (for a local Ray) resources first: Ray takes up to a minute to start.
     preflight([spec], address)
     paths = dataset_paths(spec)
@@ -246,6 +248,7 @@ def run_job(
             "run_id": run_id,
             "tracking_uri": uri,
             "paths": dataclasses.asdict(paths),
+            "echo": echo,
             # rank 0's undelivered tracking writes: beside the checkpoints when local
             "outbox": None if "://" in storage else str(Path(storage) / name),
         },  # fmt: skip

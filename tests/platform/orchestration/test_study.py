@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -222,11 +223,12 @@ def test_a_failed_trial_is_recorded_and_excluded_not_retried(
 
 
 def test_one_worker_trials_run_in_process_and_two_worker_trials_on_ray_train(
-    study_file, mlflow_server, local_ray, state_dir
+    study_file, mlflow_server, local_ray, state_dir, capfd
 ):
     """A study mixing both kinds: the one-worker trial trains in its Tune trial's process (its
     checkpoints are the engine's files), the two-worker one as a Ray Train run (Train's
-    checkpoint folders); both log the same run contents. Together they need the 2 CPUs."""
+    checkpoint folders); both log the same run contents. Together they need the 2 CPUs. Neither
+    prints the engine's per-epoch line: the study's progress line reports each epoch."""
     path = study_file("study-mixed", seeds=1, bootstrap_replicates=0,
                       vary={"scaling.num_workers": [1, 2]})  # fmt: skip
     outcome = start_study(load_study(path))
@@ -244,3 +246,7 @@ def test_one_worker_trials_run_in_process_and_two_worker_trials_on_ray_train(
         assert [a.path for a in c.list_artifacts(r["run_id"], "checkpoint")] == [
             "checkpoint/model.pt"
         ]
+    time.sleep(2)  # Ray forwards worker output to this process asynchronously
+    console = capfd.readouterr()
+    assert re.search(r"s1-all-r0 epoch 2: AP", console.out)  # the study's line, captured
+    assert not re.search(r"epoch \d+/\d+: iteration", console.out + console.err)
