@@ -36,10 +36,25 @@ def _start_train(tmp_path: Path, job: dict, *extra: str) -> tuple[subprocess.Pop
     env["SPARSE_RCNN_STATE_DIR"] = str(tmp_path / "state")
     out, err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
     cmd = [sys.executable, "-m", "sparse_rcnn.platform.cli.main", "train", str(spec), *extra]
-    # Own session: SIGINT to its process group is what Ctrl-C in a terminal does.
-    proc = subprocess.Popen(cmd, env=env, stdout=out.open("w"), stderr=err.open("w"),
-                            start_new_session=True, cwd=tmp_path)  # fmt: skip
+    proc = _start_in_own_session(cmd, env=env, stdout=out.open("w"), stderr=err.open("w"),
+                                 cwd=tmp_path)  # fmt: skip
     return proc, out, err
+
+
+def _start_in_own_session(cmd: list[str], **kwargs) -> subprocess.Popen:
+    """``cmd`` in its own session (SIGINT to its process group is what Ctrl-C in a terminal
+    does), with SIGINT at its default disposition as in a terminal. A pytest started in the
+    background by a shell without job control inherits SIGINT ignored, and a command started
+    from it would too: Python then installs no KeyboardInterrupt handler, and a study (which
+    turns off Tune's own handler) rightly ignores Ctrl-C, as under ``nohup``."""
+    ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    if ignored:  # a handler here becomes the default disposition in the exec'd child
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return subprocess.Popen(cmd, start_new_session=True, **kwargs)
+    finally:
+        if ignored:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _stop_group(proc: subprocess.Popen) -> None:
@@ -113,8 +128,8 @@ def test_ctrl_c_on_a_study_exits_130_with_the_resume_command(tmp_path, small_job
     env["SPARSE_RCNN_STATE_DIR"] = str(tmp_path / "state")
     out, err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
     cmd = [sys.executable, "-m", "sparse_rcnn.platform.cli.main", "study", "study.yaml"]
-    proc = subprocess.Popen(cmd, env=env, stdout=out.open("w"), stderr=err.open("w"),
-                            start_new_session=True, cwd=tmp_path)  # fmt: skip
+    proc = _start_in_own_session(cmd, env=env, stdout=out.open("w"), stderr=err.open("w"),
+                                 cwd=tmp_path)  # fmt: skip
     try:
         deadline = time.monotonic() + 240
         while "started cc" not in out.read_text() and "started s0" not in out.read_text():
