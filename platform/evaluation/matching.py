@@ -168,8 +168,9 @@ def match_in_parts(
     """
     img, cat, known = _index_detections(gt, dets)
     rows = np.flatnonzero(known)  # input rows on a known category
-    ranges = _category_ranges(gt, img[rows], cat[rows], workers)
-    if len(rows) < _SPLIT_MIN_ROWS:
+    if len(rows) >= _SPLIT_MIN_ROWS:
+        ranges = _category_ranges(gt, img[rows], cat[rows], workers)
+    else:
         ranges = [(0, gt.num_categories)]
     dropped = int(len(known) - len(rows))
 
