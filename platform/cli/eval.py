@@ -19,10 +19,9 @@ from typing import TypeVar
 
 from sparse_rcnn.platform.cli.main import UserError
 from sparse_rcnn.platform.errors import InputError
-from sparse_rcnn.platform.evaluation.detections import load_detections
+from sparse_rcnn.platform.evaluation.detections import begin_load_detections, load_detections
 from sparse_rcnn.platform.evaluation.forked import usable_cpus
 from sparse_rcnn.platform.evaluation.max_dets import COCO_MAX_DETS, MMDET_MAX_DETS
-from sparse_rcnn.platform.evaluation.results_file import begin_load_detections
 from sparse_rcnn.platform.output_files import atomic_write, check_output_file
 
 T = TypeVar("T")

@@ -229,12 +229,8 @@ class CocoAccumulator:
         curves = [self._ap, *self._ap_area] + ([self._ap5075] if self._ap5075 else [])
         step = max(1, _ELEMENTS_PER_BATCH // max(1, max(c.size for c in curves)))
         batches = [weights[s : s + step] for s in range(0, len(weights), step)]
-        threads = min(len(batches), threads or usable_cpus())
-        if threads > 1:
-            with ThreadPoolExecutor(threads) as pool:
-                parts = list(pool.map(self._metrics_batch, batches))
-        else:
-            parts = [self._metrics_batch(b) for b in batches]
+        parts = _call_all([partial(self._metrics_batch, b) for b in batches],
+                          threads or usable_cpus())  # fmt: skip
         if not parts:
             return np.zeros((0, 12)), np.zeros((0, self.num_categories))
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
@@ -334,7 +330,7 @@ def evaluate(
     gt = load_ground_truth(ground_truth)
     md = check_max_dets(max_dets)
     if workers <= 1:
-        return summarize(CocoAccumulator(match_detections(gt, detections, md[2]), md))
+        return summarize(prepare(gt, detections, md)[1])
 
     def per_category(matches: Matches) -> tuple[np.ndarray, np.ndarray]:
         acc = CocoAccumulator(matches, md, threads=1)  # one thread per process

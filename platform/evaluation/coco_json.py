@@ -26,14 +26,14 @@ from __future__ import annotations
 import gc
 import mmap
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import chain
 from operator import attrgetter
+from pathlib import Path
 
 import msgspec
 import numpy as np
-
-from sparse_rcnn.platform.evaluation.results_file import list_span
 
 
 # gc=False: the records hold only numbers, so the cyclic collector need not track them.
@@ -108,6 +108,20 @@ class InstanceColumns:
     iscrowd: np.ndarray
 
 
+@contextmanager
+def mapped(path: Path) -> Iterator[bytes | mmap.mmap]:
+    """The bytes of the file at ``path``, memory-mapped while the block runs.
+
+    Mapping instead of reading saves a copy: ~0.06 s of CPU for a 78 MB results file.
+    """
+    with open(path, "rb") as f:
+        if f.seek(0, 2) == 0:  # an empty file cannot be mapped
+            yield b""
+            return
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            yield data
+
+
 def decode_results(data: bytes | mmap.mmap) -> ResultColumns | None:
     """Columns of a COCO results file's bytes; ``None`` where the file is not plainly typed.
 
@@ -116,7 +130,7 @@ def decode_results(data: bytes | mmap.mmap) -> ResultColumns | None:
     list on the bench case, and the records of the whole file (~150 MB for 500k detections)
     never exist at once. Where the list cannot be cut that way it is decoded whole.
     """
-    span = list_span(data)
+    span = _list_span(data)
     columns = None if span is None else decode_results_part(data, *span, first=True)
     if columns is None:
         # Not a list, not plainly typed, or not cut between detections: one decode of the
@@ -129,9 +143,8 @@ def decode_results(data: bytes | mmap.mmap) -> ResultColumns | None:
 def decode_results_part(
     data: bytes | mmap.mmap, start: int, stop: int, first: bool
 ) -> ResultColumns | None:
-    """Columns of the detections in ``data[start:stop]`` (a range from
-    :func:`.results_file.split_results`, or the whole list); ``None`` where they are not
-    plainly typed.
+    """Columns of the detections in ``data[start:stop]`` (a range from :func:`split_results`,
+    or the whole list); ``None`` where they are not plainly typed.
 
     Cut pieces that fail to decode, or an empty piece other than the list's very first (``[]``
     is a list; ``[{...},]`` is not JSON), also give ``None``: the caller then decodes the whole
@@ -154,6 +167,37 @@ def concat_results(parts: list[ResultColumns]) -> ResultColumns:
         score=np.concatenate([p.score for p in parts]),
         bbox=np.concatenate([p.bbox for p in parts]),
     )
+
+
+def split_results(data: bytes | mmap.mmap, shares: list[float]) -> list[tuple[int, int]]:
+    """Byte ranges of a COCO results list that :func:`decode_results_part` decodes separately.
+
+    Range ``i`` holds about ``shares[i]`` (fractions summing to 1) of the list's bytes; each
+    starts after the ``,`` of a ``},`` and ends at its ``}`` (or the list's end), the cut that
+    :func:`_chunks` makes. Fewer ranges come back where the list is too
+    short to cut so, and ``[]`` where ``data`` is not a list.
+    """
+    span = _list_span(data)
+    if span is None:
+        return []
+    start, last = span
+    ranges, edge = [], start
+    for share in shares[:-1]:
+        cut = data.find(b"},", edge + max(1, round(share * (last - start))), last)
+        if cut < 0:
+            break
+        ranges.append((edge, cut + 1))
+        edge = cut + 2
+    return [*ranges, (edge, last)]
+
+
+def _list_span(data: bytes | mmap.mmap) -> tuple[int, int] | None:
+    """``(start, last)``: a JSON list's content lies in ``data[start:last]``, between its ``[``
+    and ``]``; ``None`` where ``data`` is not a list (other than blanks around it)."""
+    first, last = data.find(b"["), data.rfind(b"]")
+    if first < 0 or last < first or data[:first].strip() or data[last + 1 :].strip():
+        return None
+    return first + 1, last
 
 
 def _chunks(data: bytes | mmap.mmap, start: int, stop: int) -> Iterator[bytes]:

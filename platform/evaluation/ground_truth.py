@@ -26,9 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from sparse_rcnn.platform.errors import InputError, MissingFileError
-from sparse_rcnn.platform.evaluation.coco_json import InstanceColumns, decode_instances
+from sparse_rcnn.platform.evaluation.coco_json import InstanceColumns, decode_instances, mapped
 from sparse_rcnn.platform.evaluation.json_columns import int_column
-from sparse_rcnn.platform.evaluation.results_file import mapped
 
 
 @dataclass(frozen=True)

@@ -162,7 +162,7 @@ def match_in_parts(
     Every (image, category) pair is matched on its own, so the categories split cleanly: the
     :class:`Matches` of a range holds the detections of those categories (in the same order
     as in the whole matching) and the whole ``num_gt``, ``category_ids`` and ``dropped``.
-    Ranges hold about equal numbers of detections; below 50k detections, or with
+    Ranges hold about equal work (:func:`_category_ranges`); below 50k detections, or with
     ``workers <= 1``, there is one range, all in this process. Input errors are raised here,
     before any fork.
     """

@@ -11,10 +11,9 @@ import pytest
 
 from sparse_rcnn.platform.evaluation import coco_json
 from sparse_rcnn.platform.evaluation.coco_eval import evaluate
-from sparse_rcnn.platform.evaluation.coco_json import decode_instances, decode_results
+from sparse_rcnn.platform.evaluation.coco_json import decode_instances, decode_results, mapped
 from sparse_rcnn.platform.evaluation.detections import Detections, load_detections
 from sparse_rcnn.platform.evaluation.ground_truth import GroundTruth, load_ground_truth
-from sparse_rcnn.platform.evaluation.results_file import mapped
 
 DET = {"image_id": 2, "category_id": 1, "score": 0.9, "bbox": [10, 10.5, 20, 1e-3]}
 ANN = {"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 20], "area": 300.5}
