@@ -25,7 +25,7 @@ from sparse_rcnn.platform.orchestration.cluster import (
     cluster_totals,
     forwarded_env,
 )
-from sparse_rcnn.platform.orchestration.packing import pack_trials, trial_placement
+from sparse_rcnn.platform.orchestration.packing import pack_trials, trial_job, trial_placement
 from sparse_rcnn.platform.orchestration.study_progress import StudyProgress
 from sparse_rcnn.platform.orchestration.study_record import (
     RESULTS_FILE,
@@ -145,6 +145,20 @@ def new_tuner(
     return tuner
 
 
+def tune_trials(plans: list) -> list[dict]:
+    """Tune's grid over ``plans`` (``TrialPlan``s): each plan with its job as the trial runs it
+    (:func:`~.packing.trial_job`)."""
+    return [{**p.to_dict(), "job": trial_job(p.job)} for p in plans]
+
+
+def tune_state_saved(path: Path) -> bool:
+    """Whether ``path`` holds a Tune state that can be restored: Tune's own test
+    (``Tuner.can_restore``: its ``tuner.pkl``, written when the fit starts) and the experiment
+    state Tune writes once trials run. A driver killed between the two leaves a ``tuner.pkl``
+    that Tune restores without its trials (every trial's config empty, measured on Ray 2.60)."""
+    return tune.Tuner.can_restore(str(path)) and any(path.glob("experiment_state-*.json"))
+
+
 def restore_tuner(folder: Path, study_id: str, tune_name: str) -> tune.Tuner:
     """The Tuner saved in ``folder/tune_name`` (its signature checked first), set to resume
     unfinished and errored trials."""
@@ -179,9 +193,8 @@ def resume_study(study_id: str, address: str | None = None) -> StudyOutcome:
     record = StudyRecord.load(folder)
     sequential = record.spec.get("design") == "sequential"  # the raw record: no validation yet
     tune_path = folder / TUNE_NAME
-    if not sequential and not tune.Tuner.can_restore(str(tune_path)):
-        raise StudyError(f"study {study_id}: no Tune state to restore in {tune_path}")
-    if not sequential:
+    restore = not sequential and tune_state_saved(tune_path)
+    if restore:
         verify(folder, study_id, TUNE_NAME)  # refused before the parent run is reopened
     connect_tracked(record.tracking_uri, address)
     reopen_run(record.tracking_uri, record.parent_run_id)
@@ -189,8 +202,18 @@ def resume_study(study_id: str, address: str | None = None) -> StudyOutcome:
         from sparse_rcnn.platform.orchestration.study_waves import run_waves
 
         return run_waves(record, folder, trial_context(record), resuming=True)
-    print(f"resuming study {study_id} from {tune_path}", flush=True)
-    tuner = restore_tuner(folder, study_id, TUNE_NAME)
+    if restore:
+        print(f"resuming study {study_id} from {tune_path}", flush=True)
+        tuner = restore_tuner(folder, study_id, TUNE_NAME)
+    else:  # killed before Tune saved its state: every trial again, the finished ones reused
+        print(f"resuming study {study_id}: no Tune state was saved, starting its trials again "
+              "(finished ones are read back from MLflow)", flush=True)  # fmt: skip
+        study = record.study()
+        trials = tune_trials(study.trials)
+        progress = StudyProgress(
+            study_id, study.spec.metric, record.max_concurrent_trials, len(trials)
+        )
+        tuner = new_tuner(trials, trial_context(record), record, folder, TUNE_NAME, progress)
     return _fit(tuner, record, folder)
 
 

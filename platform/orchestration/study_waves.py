@@ -36,10 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ray import tune
-
 from sparse_rcnn.platform.errors import InputError
-from sparse_rcnn.platform.orchestration.packing import trial_job
 from sparse_rcnn.platform.orchestration.results import read_results, results_table, write_results
 from sparse_rcnn.platform.orchestration.study import (
     StudyOutcome,
@@ -48,6 +45,8 @@ from sparse_rcnn.platform.orchestration.study import (
     new_tuner,
     restore_tuner,
     stop_study,
+    tune_state_saved,
+    tune_trials,
 )
 from sparse_rcnn.platform.orchestration.study_progress import StudyProgress
 from sparse_rcnn.platform.orchestration.study_record import TUNE_NAME, StudyError, StudyRecord
@@ -226,15 +225,14 @@ def run_waves(
         reps = set(wave_replicates(spec, wave))
         plans = [p for p in study.trials if p.setting_label in ran and p.replicate in reps]
         name = wave_tune_name(wave)
-        if resuming and tune.Tuner.can_restore(str(folder / name)):
+        if resuming and tune_state_saved(folder / name):
             tuner = restore_tuner(folder, record.study_id, name)
         else:
             stage = _stage(wave, len(sizes), len(others), open_labels, done, short)
             progress = StudyProgress(
                 record.study_id, spec.metric, record.max_concurrent_trials, len(plans), stage
             )
-            trials = [{**p.to_dict(), "job": trial_job(p.job)} for p in plans]
-            tuner = new_tuner(trials, ctx, record, folder, name, progress)
+            tuner = new_tuner(tune_trials(plans), ctx, record, folder, name, progress)
         resuming = False
         grid, seconds = fit_grid(tuner, record, folder, name)
         wall += seconds

@@ -250,3 +250,28 @@ def test_one_worker_trials_run_in_process_and_two_worker_trials_on_ray_train(
     console = capfd.readouterr()
     assert re.search(r"s1-all-r0 epoch 2: AP", console.out)  # the study's line, captured
     assert not re.search(r"epoch \d+/\d+: iteration", console.out + console.err)
+
+
+def test_resume_when_the_driver_died_before_tune_saved_its_trials(
+    study_file, mlflow_server, local_ray, state_dir
+):
+    """A driver killed after Tune wrote tuner.pkl but before its experiment state: resume starts
+    the trials again instead of restoring an empty Tune state; finished ones are read back from
+    MLflow, not trained again."""
+    path = study_file("study-nostate", seeds=2, bootstrap_replicates=0)
+    first = start_study(load_study(path))
+    assert first.finished
+    tune_dir = study_folder(first.study_id) / "tune"
+    for state in tune_dir.glob("experiment_state-*.json"):
+        state.unlink()  # what a kill in that window leaves
+    assert (tune_dir / "tuner.pkl").is_file()
+    c = MlflowClient(mlflow_server)
+    before = {r["trial_key"]: c.get_run(r["run_id"]).info.end_time
+              for r in read_results(first.results_path)}  # fmt: skip
+    outcome = resume_study(first.study_id)
+    assert outcome.finished
+    rows = read_results(outcome.results_path)
+    assert sorted(r["trial_key"] for r in rows) == sorted(before)
+    for r in rows:
+        assert r["reused"] and r["status"] == "ok", r
+        assert c.get_run(r["run_id"]).info.end_time == before[r["trial_key"]]
