@@ -193,9 +193,9 @@ def resume_study(study_id: str, address: str | None = None) -> StudyOutcome:
     record = StudyRecord.load(folder)
     sequential = record.spec.get("design") == "sequential"  # the raw record: no validation yet
     tune_path = folder / TUNE_NAME
-    restore = not sequential and tune_state_saved(tune_path)
-    if restore:
+    if not sequential and tune.Tuner.can_restore(str(tune_path)):
         verify(folder, study_id, TUNE_NAME)  # refused before the parent run is reopened
+    restore = not sequential and tune_state_saved(tune_path)
     connect_tracked(record.tracking_uri, address)
     reopen_run(record.tracking_uri, record.parent_run_id)
     if sequential:

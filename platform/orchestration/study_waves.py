@@ -36,6 +36,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ray import tune
+
 from sparse_rcnn.platform.errors import InputError
 from sparse_rcnn.platform.orchestration.results import read_results, results_table, write_results
 from sparse_rcnn.platform.orchestration.study import (
@@ -50,6 +52,7 @@ from sparse_rcnn.platform.orchestration.study import (
 )
 from sparse_rcnn.platform.orchestration.study_progress import StudyProgress
 from sparse_rcnn.platform.orchestration.study_record import TUNE_NAME, StudyError, StudyRecord
+from sparse_rcnn.platform.orchestration.tune_state import verify
 from sparse_rcnn.platform.output_files import atomic_write
 from sparse_rcnn.platform.spec.study import Study, wave_replicates, wave_sizes
 from sparse_rcnn.platform.tracking.studies import log_wave_decision
@@ -225,6 +228,8 @@ def run_waves(
         reps = set(wave_replicates(spec, wave))
         plans = [p for p in study.trials if p.setting_label in ran and p.replicate in reps]
         name = wave_tune_name(wave)
+        if resuming and tune.Tuner.can_restore(str(folder / name)):
+            verify(folder, record.study_id, name)  # a saved state not ours is refused
         if resuming and tune_state_saved(folder / name):
             tuner = restore_tuner(folder, record.study_id, name)
         else:
